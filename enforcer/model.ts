@@ -1,0 +1,112 @@
+// The Kubernetes objects the enforcer reads, in their JSON API shape (the same
+// field names as the API and as YAML manifests), reduced to what policy needs.
+// Objects from @kubernetes/client-node informers and from parsed YAML both fit.
+
+export interface ObjectMeta {
+  name: string
+  namespace?: string
+  uid?: string
+  labels?: Record<string, string>
+  resourceVersion?: string
+}
+
+export interface LabelSelectorRequirement {
+  key: string
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist' | string
+  values?: string[]
+}
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>
+  matchExpressions?: LabelSelectorRequirement[]
+}
+
+export interface ContainerPort {
+  name?: string
+  containerPort: number
+  protocol?: string // TCP when omitted
+}
+
+export interface Pod {
+  metadata: ObjectMeta
+  spec?: { nodeName?: string; hostNetwork?: boolean; containers?: { name?: string; ports?: ContainerPort[] }[] }
+  status?: { podIP?: string; podIPs?: { ip: string }[]; phase?: string }
+}
+
+export interface Namespace {
+  metadata: ObjectMeta
+}
+
+export interface IPBlock {
+  cidr: string
+  except?: string[]
+}
+
+export interface NetworkPolicyPeer {
+  podSelector?: LabelSelector
+  namespaceSelector?: LabelSelector
+  ipBlock?: IPBlock
+}
+
+export interface NetworkPolicyPort {
+  protocol?: string // TCP when omitted
+  port?: number | string // number or named port; all ports when omitted
+  endPort?: number
+}
+
+export interface NetworkPolicyIngressRule {
+  from?: NetworkPolicyPeer[]
+  ports?: NetworkPolicyPort[]
+}
+
+export interface NetworkPolicyEgressRule {
+  to?: NetworkPolicyPeer[]
+  ports?: NetworkPolicyPort[]
+}
+
+export interface NetworkPolicy {
+  metadata: ObjectMeta
+  spec: {
+    podSelector: LabelSelector
+    policyTypes?: string[]
+    ingress?: NetworkPolicyIngressRule[]
+    egress?: NetworkPolicyEgressRule[]
+  }
+}
+
+/**
+ * A local workload: a host interface the plugin wired, joined with its pod.
+ * Built from a workload record (shared/record.ts).
+ */
+export interface LocalWorkload {
+  hostIface: string
+  namespace?: string
+  pod?: string
+  ips: string[]
+}
+
+/** Everything the compiler needs, as plain data. */
+export interface Snapshot {
+  namespaces: Namespace[]
+  pods: Pod[]
+  policies: NetworkPolicy[]
+  workloads: LocalWorkload[]
+}
+
+export interface EnforcerConfig {
+  /** Host interface prefix; `prefix+` is the iptables wildcard for every workload. */
+  ifacePrefix: string
+  /** The mark bit that says "policy accepted this packet" (a single bit). */
+  acceptMark: number
+  /** Accept pod→own-node traffic without consulting egress policy (Kubernetes requires host reachability). */
+  allowWorkloadToHost: boolean
+  /** ipset maxelem for every set. */
+  setMaxElem: number
+}
+
+export const DEFAULT_ENFORCER_CONFIG: EnforcerConfig = {
+  ifacePrefix: 'wren',
+  acceptMark: 0x10000,
+  allowWorkloadToHost: true,
+  setMaxElem: 65536,
+}
