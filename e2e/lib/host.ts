@@ -1,0 +1,93 @@
+// Host helpers for real-kernel tests: network namespaces, blackhole routes for
+// a test's address ranges, and a cleanup stack that runs even when a test
+// fails. Every e2e test builds on these so that nothing it made outlives it.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+/** Undo actions run in reverse order; failures are collected, never thrown past the others. */
+export class Cleanup {
+  private undos: { what: string; fn: () => void | Promise<void> }[] = []
+  push(what: string, fn: () => void | Promise<void>): void {
+    this.undos.push({ what, fn })
+  }
+  async run(): Promise<string[]> {
+    const errors: string[] = []
+    while (this.undos.length) {
+      const { what, fn } = this.undos.pop()!
+      try {
+        await fn()
+      } catch (e) {
+        errors.push(`${what}: ${(e as Error).message}`)
+      }
+    }
+    return errors
+  }
+}
+
+/** Runs a command, throwing with its stderr on failure. */
+export function sh(cmd: string, args: string[], input?: string): string {
+  return execFileSync(cmd, args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] })
+}
+
+/** Runs a command and reports its exit code instead of throwing. */
+export function trySh(cmd: string, args: string[], input?: string): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(cmd, args, { input, encoding: 'utf8' })
+  return { code: r.status ?? 1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' }
+}
+
+/** Creates a named network namespace with loopback up; deleted on cleanup. Returns its path. */
+export function addNetns(cleanup: Cleanup, name: string): string {
+  trySh('ip', ['netns', 'del', name]) // left over from a killed run
+  sh('ip', ['netns', 'add', name])
+  cleanup.push(`netns ${name}`, () => {
+    trySh('ip', ['netns', 'del', name])
+  })
+  sh('ip', ['-n', name, 'link', 'set', 'lo', 'up'])
+  return `/var/run/netns/${name}`
+}
+
+/**
+ * Routes a whole test range to a blackhole on the host before anything uses it,
+ * so that no test packet can leave the machine; more specific pod routes win.
+ */
+export function blackhole(cleanup: Cleanup, cidr: string): void {
+  const fam = cidr.includes(':') ? '-6' : '-4'
+  trySh('ip', [fam, 'route', 'del', 'blackhole', cidr])
+  sh('ip', [fam, 'route', 'add', 'blackhole', cidr])
+  cleanup.push(`blackhole ${cidr}`, () => {
+    trySh('ip', [fam, 'route', 'del', 'blackhole', cidr])
+  })
+}
+
+/** A temporary directory removed on cleanup. */
+export function tempDir(cleanup: Cleanup, prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  cleanup.push(`dir ${dir}`, () => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Runs a command inside a named netns. */
+export function inNetns(name: string, cmd: string, args: string[]): { code: number; stdout: string; stderr: string } {
+  return trySh('ip', ['netns', 'exec', name, cmd, ...args])
+}
+
+/** Host links whose names start with a prefix (to assert nothing leaked). */
+export function hostLinks(prefix: string): string[] {
+  const out = sh('ip', ['-o', 'link', 'show'])
+  return out
+    .split('\n')
+    .map((l) => l.split(':')[1]?.trim().split('@')[0])
+    .filter((n): n is string => !!n && n.startsWith(prefix))
+}
+
+/** Host routes mentioning a device (to assert nothing leaked). */
+export function routesVia(dev: string): string[] {
+  return [...sh('ip', ['-4', 'route', 'show', 'dev', dev]).split('\n'), ...sh('ip', ['-6', 'route', 'show', 'dev', dev]).split('\n')].filter(Boolean)
+}
+
+/** Repository root (e2e/lib/ is two levels down). */
+export const REPO = new URL('../../', import.meta.url).pathname.replace(/\/$/, '')
+export const WREN_BIN = join(REPO, 'bin', 'wren')
+export const ENFORCER_BIN = join(REPO, 'bin', 'wren-enforcer')
