@@ -1,0 +1,164 @@
+// The node agent: sources → store → (coalesced) compile → one writer.
+//
+// Model: the store holds what the sources say; every effective change bumps
+// store.generation. A sync compiles the snapshot of one generation and applies
+// it; once the apply succeeds that generation is "programmed". Waiters (the
+// plugin's ADD, `status --wait-synced`) name a generation and resolve when a
+// sync at or past it has been applied.
+//
+// Invariants: nothing is written to the kernel before every source finished
+// its initial sync (a half-known cluster would drop allowed traffic); nothing
+// is flushed on start (the writer reconciles what the previous run left).
+// Concurrency: the runner never runs two syncs at once; waiters are plain
+// promises resolved from the sync's completion.
+import type { Logger } from '../shared/log.ts'
+import type { DesiredState, Problem } from './dataplane/types.ts'
+import type { EnforcerConfig } from './model.ts'
+import { compile } from './compile/index.ts'
+import { Store } from './store.ts'
+import { Runner } from './runner.ts'
+
+export interface Source {
+  start(): Promise<void>
+  rescan(): Promise<void>
+  stop(): Promise<void>
+  readonly synced: boolean
+}
+
+export interface Writer {
+  apply(state: DesiredState): Promise<unknown>
+}
+
+export interface AgentDeps {
+  store: Store
+  sources: Source[]
+  /** The records source, rescanned alone when the plugin asks about one interface. */
+  records: Source
+  writer: Writer
+  config: EnforcerConfig
+  log: Logger
+  now?: () => number
+}
+
+export interface ApplyReport {
+  generation: number
+  at: string
+  durationMs: number
+  workloads: string[]
+  problems: Problem[]
+  error?: string
+}
+
+interface Waiter {
+  ready: () => boolean
+  resolve: (ok: boolean) => void
+}
+
+export class Agent {
+  private applied: ApplyReport | undefined
+  private lastError: string | undefined
+  private programmed = new Set<string>()
+  private waiters = new Set<Waiter>()
+  readonly runner: Runner
+  private started = false
+
+  constructor(private readonly deps: AgentDeps) {
+    this.runner = new Runner({ run: () => this.sync(), minIntervalMs: 10, retryMs: 1000, maxDelayMs: 500, resyncMs: 30_000 })
+  }
+
+  async start(): Promise<void> {
+    const { sources, store, log } = this.deps
+    await Promise.all(sources.map((s) => s.start()))
+    log.info('sources synced', { generation: store.generation })
+    store.on('change', () => this.runner.trigger())
+    this.runner.start()
+    this.runner.trigger()
+    this.started = true
+  }
+
+  async stop(): Promise<void> {
+    this.runner.stop()
+    await Promise.all(this.deps.sources.map((s) => s.stop()))
+    for (const w of this.waiters) w.resolve(false)
+    this.waiters.clear()
+  }
+
+  /** One compile + apply of the current snapshot. Throws so the runner retries. */
+  private async sync(): Promise<void> {
+    const { store, writer, config, log } = this.deps
+    const now = this.deps.now ?? Date.now
+    const generation = store.generation
+    const t0 = now()
+    const desired = compile(store.snapshot(), config)
+    try {
+      await writer.apply(desired)
+    } catch (e) {
+      this.lastError = (e as Error).message
+      log.error('apply failed; will retry', { generation, err: this.lastError })
+      throw e
+    }
+    this.lastError = undefined
+    this.programmed = new Set(desired.workloads)
+    this.applied = { generation, at: new Date().toISOString(), durationMs: now() - t0, workloads: desired.workloads, problems: desired.problems }
+    for (const p of desired.problems) log.warn('policy problem', { ...p })
+    log.debug('applied', { generation, ms: this.applied.durationMs, workloads: desired.workloads.length })
+    this.wake()
+  }
+
+  private wake(): void {
+    for (const w of this.waiters) {
+      if (w.ready()) {
+        this.waiters.delete(w)
+        w.resolve(true)
+      }
+    }
+  }
+
+  private waitFor(ready: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (ready()) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const waiter: Waiter = { ready, resolve: () => {} }
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter)
+        resolve(false)
+      }, timeoutMs)
+      waiter.resolve = (ok) => {
+        clearTimeout(timer)
+        resolve(ok)
+      }
+      this.waiters.add(waiter)
+    })
+  }
+
+  private appliedAtLeast(generation: number): boolean {
+    return this.applied !== undefined && this.applied.generation >= generation
+  }
+
+  /** Resolves true once every change present in the sources now is in the kernel. */
+  async waitSynced(timeoutMs: number): Promise<boolean> {
+    await Promise.all(this.deps.sources.map((s) => s.rescan()))
+    const target = this.deps.store.generation
+    this.runner.trigger()
+    return this.waitFor(() => this.appliedAtLeast(target), timeoutMs)
+  }
+
+  /** Resolves true once the interface's chains are in the kernel (the plugin's ADD waits on this). */
+  async waitProgrammed(iface: string, timeoutMs: number): Promise<boolean> {
+    await this.deps.records.rescan()
+    const target = this.deps.store.generation
+    this.runner.trigger()
+    return this.waitFor(() => this.appliedAtLeast(target) && this.programmed.has(iface), timeoutMs)
+  }
+
+  status(): Record<string, unknown> {
+    const snap = this.deps.store.snapshot()
+    return {
+      started: this.started,
+      generation: this.deps.store.generation,
+      synced: this.deps.sources.every((s) => s.synced) && this.appliedAtLeast(this.deps.store.generation),
+      known: { namespaces: snap.namespaces.length, pods: snap.pods.length, policies: snap.policies.length, workloads: snap.workloads.length },
+      lastApply: this.applied,
+      lastError: this.lastError,
+    }
+  }
+}

@@ -1,0 +1,79 @@
+// The agent's configuration: defaults, and one validate() that reports every
+// problem at once instead of stopping at the first.
+import { DEFAULT_ENFORCER_CONFIG, type EnforcerConfig } from './model.ts'
+
+export interface AgentConfig {
+  manifestsDir?: string
+  kubeconfig?: string
+  inCluster: boolean
+  stateDir: string
+  runDir: string
+  nodeName?: string
+  logLevel: 'debug' | 'info' | 'warn' | 'error'
+  enforcer: EnforcerConfig
+}
+
+export interface RunFlags {
+  manifests?: string
+  kubeconfig?: string
+  inCluster?: boolean
+  stateDir?: string
+  runDir?: string
+  nodeName?: string
+  ifacePrefix?: string
+  acceptMark?: string
+  logLevel?: string
+  setMaxElem?: string
+  workloadToHost?: string
+}
+
+export const DEFAULT_STATE_DIR = '/var/lib/wren'
+export const DEFAULT_RUN_DIR = '/var/run/wren'
+
+function parseMark(text: string, problems: string[]): number {
+  const n = Number(text)
+  if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff || (n & (n - 1)) !== 0) {
+    problems.push(`--accept-mark ${text}: must be a single bit, e.g. 0x10000 (kube-proxy uses 0x4000 and 0x8000)`)
+    return DEFAULT_ENFORCER_CONFIG.acceptMark
+  }
+  if (n === 0x4000 || n === 0x8000) problems.push(`--accept-mark ${text}: collides with kube-proxy's mark bits`)
+  return n
+}
+
+export function agentConfig(f: RunFlags): { config: AgentConfig; problems: string[] } {
+  const problems: string[] = []
+  const sources = [f.manifests, f.kubeconfig, f.inCluster].filter(Boolean).length
+  if (sources !== 1) problems.push('give exactly one source: --manifests DIR, --kubeconfig FILE or --in-cluster')
+  const prefix = f.ifacePrefix ?? DEFAULT_ENFORCER_CONFIG.ifacePrefix
+  if (!/^[a-z0-9]{1,10}$/.test(prefix)) problems.push(`--iface-prefix ${JSON.stringify(prefix)}: 1-10 lowercase letters or digits`)
+  const level = (f.logLevel ?? 'info') as AgentConfig['logLevel']
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) problems.push(`--log-level ${level}: one of debug, info, warn, error`)
+  const maxElem = Number(f.setMaxElem ?? DEFAULT_ENFORCER_CONFIG.setMaxElem)
+  if (!Number.isInteger(maxElem) || maxElem < 1024) problems.push(`--set-max-elem ${f.setMaxElem}: an integer of at least 1024`)
+  const toHost = f.workloadToHost ?? 'accept'
+  if (toHost !== 'accept' && toHost !== 'policy') problems.push(`--workload-to-host ${toHost}: accept or policy`)
+  const config: AgentConfig = {
+    manifestsDir: f.manifests,
+    kubeconfig: f.kubeconfig,
+    inCluster: !!f.inCluster,
+    stateDir: f.stateDir ?? DEFAULT_STATE_DIR,
+    runDir: f.runDir ?? DEFAULT_RUN_DIR,
+    nodeName: f.nodeName,
+    logLevel: level,
+    enforcer: {
+      ifacePrefix: prefix,
+      acceptMark: f.acceptMark ? parseMark(f.acceptMark, problems) : DEFAULT_ENFORCER_CONFIG.acceptMark,
+      allowWorkloadToHost: toHost === 'accept',
+      setMaxElem: maxElem,
+    },
+  }
+  return { config, problems }
+}
+
+/** "10s", "500ms", "2m" or a bare number of seconds → milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim())
+  if (!m) throw new Error(`bad duration ${JSON.stringify(text)}: use e.g. 500ms, 10s, 2m`)
+  const n = Number(m[1])
+  return Math.round(m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000)
+}

@@ -1,0 +1,76 @@
+// wren-enforcer: the node agent and the operator's CLI.
+import { Command, Option } from 'commander'
+import { agentConfig, DEFAULT_RUN_DIR, parseDuration, type RunFlags } from './config.ts'
+import { controlGet } from './control.ts'
+import { exec } from '../shared/exec.ts'
+import { createLogger, stderrSink } from '../shared/log.ts'
+import { Dataplane } from './dataplane/writer.ts'
+import { installCni } from '../cni/install.ts'
+import { runAgent } from './run.ts'
+import { printStatus } from './status.ts'
+
+const program = new Command('wren-enforcer').description('wren node agent: NetworkPolicy → per-workload iptables chains and ipsets')
+
+program
+  .command('run')
+  .description('run the node agent in the foreground')
+  .option('--manifests <dir>', 'watch a folder of YAML (Namespace, Pod, NetworkPolicy) instead of a cluster')
+  .option('--kubeconfig <file>', 'learn the cluster from the Kubernetes API through this kubeconfig')
+  .option('--in-cluster', 'learn the cluster from the Kubernetes API with the pod service account')
+  .option('--state-dir <dir>', 'the plugin state dir holding workload records', '/var/lib/wren')
+  .option('--run-dir <dir>', 'where the control socket lives', DEFAULT_RUN_DIR)
+  .option('--node-name <name>', 'this node (defaults to the hostname)')
+  .option('--iface-prefix <prefix>', 'host interface prefix of workloads', 'wren')
+  .option('--accept-mark <bit>', 'the mark bit meaning "policy accepted"', '0x10000')
+  .option('--set-max-elem <n>', 'ipset maxelem', '65536')
+  .addOption(new Option('--workload-to-host <mode>', 'pod → own node traffic').choices(['accept', 'policy']).default('accept'))
+  .addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default('info'))
+  .action(async (flags: RunFlags) => {
+    const { config, problems } = agentConfig(flags)
+    if (problems.length) fail(`invalid configuration:\n  ${problems.join('\n  ')}`)
+    await runAgent(config)
+  })
+
+program
+  .command('status')
+  .description('what the running agent knows and what is programmed')
+  .option('--run-dir <dir>', 'the agent run dir', DEFAULT_RUN_DIR)
+  .option('--wait-synced', 'return once every change present in the sources now is in the kernel')
+  .option('--timeout <duration>', 'how long --wait-synced waits', '30s')
+  .option('--json', 'print JSON')
+  .action(async (o: { runDir: string; waitSynced?: boolean; timeout: string; json?: boolean }) => {
+    if (o.waitSynced) {
+      const ms = parseDuration(o.timeout)
+      const r = await controlGet(o.runDir, `/synced?timeoutMs=${ms}`, ms + 5000)
+      if (r.code !== 200) fail(`not synced after ${o.timeout}`)
+    }
+    const r = await controlGet(o.runDir, '/status')
+    if (o.json) process.stdout.write(JSON.stringify(r.body, null, 2) + '\n')
+    else printStatus(r.body)
+  })
+
+program
+  .command('cleanup')
+  .description('remove every chain, rule and set wren owns, and nothing else')
+  .action(async () => {
+    const log = createLogger(stderrSink(), 'info', { component: 'wren-enforcer' })
+    await new Dataplane({ exec, log }).cleanup()
+  })
+
+program
+  .command('install-cni')
+  .description('install the wren plugin (with its runtime) and the conflist, each atomically')
+  .requiredOption('--bin-dir <dir>', 'CNI plugin directory, e.g. /opt/cni/bin')
+  .requiredOption('--conf-dir <dir>', 'CNI config directory, e.g. /etc/cni/net.d')
+  .option('--pod-cidr <cidr...>', 'pod address ranges for the built-in IPAM (IPv4 and/or IPv6)')
+  .action(async (o: { binDir: string; confDir: string; podCidr?: string[] }) => {
+    const out = await installCni({ binDir: o.binDir, confDir: o.confDir, podCidrs: o.podCidr ?? [] })
+    process.stdout.write(`${JSON.stringify(out)}\n`)
+  })
+
+function fail(msg: string): never {
+  process.stderr.write(`wren-enforcer: ${msg}\n`)
+  process.exit(1)
+}
+
+program.parseAsync(process.argv).catch((e: Error) => fail(e.message))

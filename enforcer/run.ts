@@ -1,0 +1,49 @@
+// Wiring only: builds the agent's parts from its configuration and runs it
+// until a signal. Nothing else in the enforcer reads flags or the environment.
+import { KubeConfig } from '@kubernetes/client-node'
+import { exec } from '../shared/exec.ts'
+import { createLogger, stderrSink } from '../shared/log.ts'
+import { Agent, type Source } from './agent.ts'
+import type { AgentConfig } from './config.ts'
+import { serveControl } from './control.ts'
+import { Dataplane } from './dataplane/writer.ts'
+import { KubeSource } from './sources/kube.ts'
+import { ManifestSource } from './sources/manifests.ts'
+import { RecordSource } from './sources/records.ts'
+import { Store } from './store.ts'
+
+export async function runAgent(config: AgentConfig): Promise<void> {
+  const log = createLogger(stderrSink(), config.logLevel, { component: 'wren-enforcer' })
+  const store = new Store(log)
+  const records = new RecordSource(config.stateDir, store, log)
+  const sources: Source[] = [records, clusterSource(config, store, log)]
+  const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem })
+  const agent = new Agent({ store, sources, records, writer, config: config.enforcer, log })
+
+  const server = await serveControl(config.runDir, {
+    status: async () => ({ ...agent.status(), kernel: await writer.status() }),
+    waitSynced: (ms) => agent.waitSynced(ms),
+    waitProgrammed: (iface, ms) => agent.waitProgrammed(iface, ms),
+  })
+  log.info('control socket ready', { runDir: config.runDir })
+  await agent.start()
+
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      log.info('stopping; rules stay in place', { signal: sig })
+      resolve()
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+  })
+  await agent.stop()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+}
+
+function clusterSource(config: AgentConfig, store: Store, log: ReturnType<typeof createLogger>): Source {
+  if (config.manifestsDir) return new ManifestSource(config.manifestsDir, store, log)
+  const kubeConfig = new KubeConfig()
+  if (config.inCluster) kubeConfig.loadFromCluster()
+  else kubeConfig.loadFromFile(config.kubeconfig!)
+  return new KubeSource({ kubeConfig, store, log, nodeName: config.nodeName })
+}

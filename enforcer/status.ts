@@ -1,0 +1,13 @@
+// Human-readable `wren-enforcer status`.
+export function printStatus(s: any): void {
+  const out: string[] = []
+  out.push(`synced:      ${s.synced ? 'yes' : 'no'} (generation ${s.generation}, applied ${s.lastApply?.generation ?? 'none'})`)
+  if (s.known) out.push(`known:       ${s.known.namespaces} namespaces, ${s.known.pods} pods, ${s.known.policies} policies, ${s.known.workloads} local workloads`)
+  if (s.lastApply) out.push(`last apply:  ${s.lastApply.at} in ${s.lastApply.durationMs} ms, ${s.lastApply.workloads.length} workloads programmed`)
+  if (s.kernel) out.push(`kernel:      ${JSON.stringify(s.kernel)}`)
+  if (s.lastError) out.push(`last error:  ${s.lastError}`)
+  const problems = s.lastApply?.problems ?? []
+  out.push(`problems:    ${problems.length ? '' : 'none'}`)
+  for (const p of problems) out.push(`  ${p.object}: ${p.message} → ${p.effect}`)
+  process.stdout.write(out.join('\n') + '\n')
+}
