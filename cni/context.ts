@@ -1,0 +1,30 @@
+// What every command handler receives: the validated env and config, the
+// process runner and the logger. Built once by the dispatcher.
+import type { Exec } from '../shared/exec.ts'
+import type { Logger } from '../shared/log.ts'
+import type { CniEnv } from './env.ts'
+import type { NetConf } from './netconf.ts'
+
+export interface Ctx {
+  env: CniEnv
+  conf: NetConf
+  /** The untouched process environment, handed to delegated plugins. */
+  rawEnv: NodeJS.ProcessEnv
+  exec: Exec
+  log: Logger
+}
+
+/** The argument every cni/ipam function takes. */
+export function ipamContext(ctx: Ctx) {
+  return {
+    network: ctx.conf.name,
+    containerId: ctx.env.containerId,
+    ifname: ctx.env.ifname,
+    ipam: ctx.conf.ipam,
+    netconf: ctx.conf.raw,
+    stateDir: ctx.conf.stateDir,
+    env: ctx.rawEnv,
+    exec: ctx.exec,
+    log: ctx.log,
+  }
+}

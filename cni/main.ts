@@ -1,0 +1,98 @@
+// The plugin's entry: one dispatcher shaped like the spec's skeleton. It
+// reads the command, the config and the env it needs (see cni/env.ts), runs
+// one command module, and writes exactly one JSON document to stdout: the
+// result or the error. Anything thrown becomes a CniError here and only here
+// (code 999 for the unexpected). Diagnostics go to the config's log file.
+import { readFileSync, realpathSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { exec as realExec, type Exec } from '../shared/exec.ts'
+import { createLogger, fileSink, nullLogger, type Logger, type Sink } from '../shared/log.ts'
+import { cmdAdd } from './add.ts'
+import { cmdCheck } from './check.ts'
+import type { Ctx } from './context.ts'
+import { cmdDel } from './del.ts'
+import { parseCommand, parseEnv, type Command } from './env.ts'
+import { asCniError } from './errors.ts'
+import { cmdGc } from './gc.ts'
+import { parseNetConf } from './netconf.ts'
+import { renderResult, type Result } from './result.ts'
+import { cmdStatus } from './status.ts'
+import { isSupported, LATEST, versionCommand, type SpecVersion } from './version.ts'
+
+export interface Io {
+  env: NodeJS.ProcessEnv
+  stdin: string
+  stdout: (text: string) => void
+  exec?: Exec
+  /** Where log lines go; defaults to the config's logFile. */
+  logSink?: Sink
+}
+
+const HANDLERS: Record<Exclude<Command, 'VERSION'>, (ctx: Ctx) => Promise<Result | undefined>> = {
+  ADD: cmdAdd,
+  DEL: cmdDel,
+  CHECK: cmdCheck,
+  STATUS: cmdStatus,
+  GC: cmdGc,
+}
+
+/** Runs one plugin invocation; returns the process exit code. */
+export async function dispatch(io: Io): Promise<number> {
+  let version: SpecVersion = guessVersion(io.stdin)
+  let log: Logger = nullLogger
+  try {
+    const command = parseCommand(io.env)
+    if (command === 'VERSION') {
+      io.stdout(JSON.stringify(versionCommand(io.stdin)))
+      return 0
+    }
+    const conf = parseNetConf(io.stdin)
+    version = conf.cniVersion
+    log = createLogger(io.logSink ?? fileSink(conf.logFile), conf.logLevel, {
+      cmd: command,
+      containerId: io.env.CNI_CONTAINERID,
+      ifname: io.env.CNI_IFNAME,
+    })
+    const env = parseEnv(command, io.env)
+    const result = await HANDLERS[command]({ env, conf, rawEnv: io.env, exec: io.exec ?? realExec, log })
+    if (result) io.stdout(JSON.stringify(renderResult(result, version)))
+    return 0
+  } catch (e) {
+    const err = asCniError(e)
+    log.error('failed', { code: err.code, err: err.message, details: err.details })
+    io.stdout(JSON.stringify(err.toJSON(version)))
+    return 1
+  }
+}
+
+/** The version to answer errors in, when the config is too broken to parse fully. */
+function guessVersion(stdin: string): SpecVersion {
+  try {
+    const v = JSON.parse(stdin)?.cniVersion
+    return isSupported(v) ? v : LATEST
+  } catch {
+    return LATEST
+  }
+}
+
+function isEntry(): boolean {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
+  } catch {
+    return false
+  }
+}
+
+function readStdin(): string {
+  try {
+    return readFileSync(0, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+if (isEntry()) {
+  const code = await dispatch({ env: process.env, stdin: readStdin(), stdout: (t) => process.stdout.write(t + '\n') })
+  // exit now: stdout to a pipe is written synchronously, and no idle handle may keep the runtime waiting
+  process.exit(code)
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// Bundles the two executables with esbuild:
+//   cni/main.ts      -> dist/wren.mjs           self-contained: kubelet runs it per pod, so
+//                                               startup time is the budget (no node_modules at runtime)
+//   enforcer/main.ts -> dist/wren-enforcer.mjs  packages stay external (node_modules ship with it)
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..')
+// bundled CommonJS dependencies may call require(); ESM output has none unless we provide it
+const requireBanner = "import { createRequire as __wrenCreateRequire } from 'node:module'; const require = __wrenCreateRequire(import.meta.url);"
+
+const common = { bundle: true, platform: 'node', target: 'node20', format: 'esm', logLevel: 'warning', absWorkingDir: repo }
+
+const targets = [
+  { entry: 'cni/main.ts', out: 'dist/wren.mjs', extra: { banner: { js: requireBanner } } },
+  { entry: 'enforcer/main.ts', out: 'dist/wren-enforcer.mjs', extra: { packages: 'external' } },
+]
+
+let failed = false
+for (const t of targets) {
+  if (!existsSync(join(repo, t.entry))) {
+    console.log(`skip ${t.entry}: not there yet`)
+    continue
+  }
+  try {
+    const r = await build({ ...common, ...t.extra, entryPoints: [t.entry], outfile: t.out, metafile: true })
+    const bytes = Object.values(r.metafile.outputs).reduce((n, o) => n + o.bytes, 0)
+    console.log(`built ${t.out} (${(bytes / 1024).toFixed(1)} KiB)`)
+  } catch (e) {
+    console.error(`building ${t.entry} failed: ${e.message}`)
+    failed = true
+  }
+}
+process.exit(failed ? 1 : 0)

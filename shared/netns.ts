@@ -1,0 +1,32 @@
+// The one gateway into a pod's network namespace. Node cannot setns safely
+// (it switches only the calling thread, and libuv's other threads and every
+// await would see the host namespace), so everything that must run inside a
+// pod's namespace is a child process started by `nsenter --net=PATH`.
+import { statSync } from 'node:fs'
+import { execOk, type Exec, type ExecResult } from './exec.ts'
+
+/** True when the path exists (a bind-mounted nsfs file or a /proc/PID/ns/net link). */
+export function netnsExists(path: string): boolean {
+  try {
+    statSync(path)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Runs `cmd args` inside the namespace at `path`; never rejects for a non-zero exit. */
+export function execInNetns(exec: Exec, path: string, cmd: string, args: readonly string[], input?: string): Promise<ExecResult> {
+  return exec('nsenter', [`--net=${path}`, '--', cmd, ...args], { input })
+}
+
+/** Feeds an `ip -batch` script to ip inside the namespace; rejects with ip's error. */
+export async function ipBatchInNetns(exec: Exec, path: string, script: string): Promise<void> {
+  await execOk(exec, 'nsenter', [`--net=${path}`, '--', 'ip', '-batch', '-'], { input: script })
+}
+
+/** `ip -j ARGS` inside the namespace, parsed. */
+export async function ipJsonInNetns(exec: Exec, path: string, args: readonly string[]): Promise<unknown> {
+  const out = await execOk(exec, 'nsenter', [`--net=${path}`, '--', 'ip', '-j', ...args])
+  return out.trim() ? JSON.parse(out) : []
+}
