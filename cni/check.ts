@@ -6,7 +6,7 @@ import { readRecord, type WorkloadRecord } from '../shared/record.ts'
 import { ipamCheck } from './ipam/index.ts'
 import { ipamContext, type Ctx } from './context.ts'
 import { CniError, CNI_CODE } from './errors.ts'
-import { ipFamily } from './result.ts'
+import { canonicalV6, ipFamily } from './result.ts'
 import { requireVersion } from './version.ts'
 import { GW4, GW6, hostLinkExists } from './veth.ts'
 
@@ -62,28 +62,6 @@ function hexToV4(hex: string): string {
 function hexToV6(hex: string): string {
   const groups = hex.match(/..../g)!.map((g) => parseInt(g, 16).toString(16))
   return canonicalV6(groups.join(':'))
-}
-
-/** Compresses the longest run of zero groups, the way `ip` and the records write addresses. */
-export function canonicalV6(addr: string): string {
-  const parts = expandV6(addr)
-  let best = [-1, 0]
-  for (let i = 0; i < 8; ) {
-    let j = i
-    while (j < 8 && parts[j] === '0') j++
-    if (j - i > best[1] && j - i > 1) best = [i, j - i]
-    i = j === i ? i + 1 : j
-  }
-  if (best[0] < 0) return parts.join(':')
-  return `${parts.slice(0, best[0]).join(':')}::${parts.slice(best[0] + best[1]).join(':')}`
-}
-
-function expandV6(addr: string): string[] {
-  const [head, tail] = addr.includes('::') ? addr.split('::') : [addr, undefined]
-  const h = head ? head.split(':') : []
-  const t = tail ? tail.split(':') : []
-  const fill = tail === undefined ? [] : Array(8 - h.length - t.length).fill('0')
-  return [...h, ...fill, ...t].map((g) => parseInt(g, 16).toString(16))
 }
 
 async function checkPod(ctx: Ctx, rec: WorkloadRecord): Promise<string[]> {

@@ -47,6 +47,28 @@ export function ipFamily(cidrOrIp: string): 4 | 6 {
   return cidrOrIp.includes(':') ? 6 : 4
 }
 
+/** Compresses the longest run of zero groups, the way `ip` and the records write addresses. */
+export function canonicalV6(addr: string): string {
+  const parts = expandV6(addr)
+  let best = [-1, 0]
+  for (let i = 0; i < 8; ) {
+    let j = i
+    while (j < 8 && parts[j] === '0') j++
+    if (j - i > best[1] && j - i > 1) best = [i, j - i]
+    i = j === i ? i + 1 : j
+  }
+  if (best[0] < 0) return parts.join(':')
+  return `${parts.slice(0, best[0]).join(':')}::${parts.slice(best[0] + best[1]).join(':')}`
+}
+
+function expandV6(addr: string): string[] {
+  const [head, tail] = addr.includes('::') ? addr.split('::') : [addr, undefined]
+  const h = head ? head.split(':') : []
+  const t = tail ? tail.split(':') : []
+  const fill = tail === undefined ? [] : Array(8 - h.length - t.length).fill('0')
+  return [...h, ...fill, ...t].map((g) => parseInt(g, 16).toString(16))
+}
+
 /** The result as the given version writes it. */
 export function renderResult(r: Result, version: SpecVersion): Record<string, unknown> {
   const v11 = atLeast(version, '1.1.0')
