@@ -1,0 +1,213 @@
+/*
+ * Store: everything the enforcer knows, as plain data.
+ *
+ * Model: per kind (Namespace, Pod, NetworkPolicy) a map key → {object, canonical
+ * JSON, origin}, where origin names the source that last wrote it ('kube',
+ * 'manifests', ...), plus the list of local workloads read from the plugin's
+ * records.
+ * Goals: sources push whatever they see; the store turns that into "did
+ * anything that policy reads change", counted by `generation`, and a
+ * `snapshot()` for the compiler.
+ * Invariants: every stored object passed normalize() (bad objects are logged
+ * and refused, never stored, never thrown); `generation` increments exactly
+ * once per effective change (once per batch()); an upsert whose canonical JSON
+ * equals the stored one is not a change. Snapshots are cached per generation.
+ * Concurrency: synchronous, single-threaded; 'change' is emitted synchronously
+ * after the change (or at the end of the outermost batch()).
+ */
+import { EventEmitter } from 'node:events'
+import { nullLogger, type Logger } from '../shared/log.ts'
+import type { LocalWorkload, Namespace, NetworkPolicy, Pod, Snapshot } from './model.ts'
+import { canonical, describe, KINDS, normalize, objectKey, stableJson, type Kind, type KubeObject } from './sources/objects.ts'
+
+export type { Kind, KubeObject } from './sources/objects.ts'
+
+interface Entry {
+  obj: KubeObject
+  canon: string
+  origin: string
+}
+
+export interface StoreOptions {
+  log?: Logger
+  /** This node's name: its pods stay in the snapshot even before they have an IP. */
+  nodeName?: string
+}
+
+export class Store extends EventEmitter {
+  private readonly log: Logger
+  private readonly nodeName?: string
+  private readonly maps = new Map<Kind, Map<string, Entry>>(KINDS.map((k) => [k, new Map()]))
+  private workloads: LocalWorkload[] = []
+  private workloadsCanon = '[]'
+  private gen = 0
+  private batchDepth = 0
+  private changedInBatch = false
+  private cache?: { gen: number; snap: Snapshot }
+
+  constructor(opts: StoreOptions = {}) {
+    super()
+    this.log = opts.log ?? nullLogger
+    this.nodeName = opts.nodeName
+  }
+
+  /** Increments on every effective change. */
+  get generation(): number {
+    return this.gen
+  }
+
+  /** Adds or replaces one object; false when refused or identical to what is stored. */
+  upsert(kind: Kind, obj: unknown, origin = 'api'): boolean {
+    return this.put(kind, obj, origin)?.changed ?? false
+  }
+
+  /** Removes one object whoever wrote it; false when it was not there. */
+  remove(kind: Kind, namespace: string | undefined, name: string): boolean {
+    if (!this.map(kind).delete(objectKey(kind, namespace, name))) return false
+    this.changed()
+    return true
+  }
+
+  /**
+   * A full list of `kind` from one origin: upserts every object and removes that
+   * origin's objects missing from `objs`. Emits at most one change.
+   */
+  replaceAll(kind: Kind, objs: readonly unknown[], origin: string): boolean {
+    return this.batch(() => {
+      const before = this.gen
+      const seen = new Set<string>()
+      for (const o of objs) {
+        const r = this.put(kind, o, origin)
+        if (r) seen.add(r.key)
+      }
+      for (const [key, e] of this.map(kind)) {
+        if (e.origin === origin && !seen.has(key)) {
+          this.map(kind).delete(key)
+          this.changed()
+        }
+      }
+      return this.gen !== before
+    })
+  }
+
+  /** Replaces the local workloads; malformed entries are logged and skipped. */
+  setWorkloads(ws: readonly LocalWorkload[]): boolean {
+    const good = ws.filter((w) => {
+      const ok = typeof w?.hostIface === 'string' && w.hostIface !== '' && Array.isArray(w.ips) && w.ips.every((ip) => typeof ip === 'string')
+      if (!ok) this.log.error('refusing malformed local workload', { workload: w })
+      return ok
+    })
+    const list = good
+      .map((w) => ({ hostIface: w.hostIface, namespace: w.namespace, pod: w.pod, ips: [...w.ips] }))
+      .sort((a, b) => (a.hostIface < b.hostIface ? -1 : a.hostIface > b.hostIface ? 1 : 0))
+    const canon = stableJson(list)
+    if (canon === this.workloadsCanon) return false
+    this.workloads = list
+    this.workloadsCanon = canon
+    this.changed()
+    return true
+  }
+
+  /** Runs `fn`, emitting a single 'change' at the end if anything changed. */
+  batch<T>(fn: () => T): T {
+    this.batchDepth++
+    try {
+      return fn()
+    } finally {
+      if (--this.batchDepth === 0 && this.changedInBatch) {
+        this.changedInBatch = false
+        this.emit('change', this.gen)
+      }
+    }
+  }
+
+  get(kind: 'Pod', namespace: string, name: string): Pod | undefined
+  get(kind: 'NetworkPolicy', namespace: string, name: string): NetworkPolicy | undefined
+  get(kind: 'Namespace', namespace: undefined, name: string): Namespace | undefined
+  get(kind: Kind, namespace: string | undefined, name: string): KubeObject | undefined {
+    return this.map(kind).get(objectKey(kind, namespace, name))?.obj
+  }
+
+  /** Every stored object of `kind`, in key order. */
+  list(kind: Kind): KubeObject[] {
+    return [...this.map(kind).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e.obj)
+  }
+
+  /** Object counts by kind and by origin, for status output. */
+  counts(): Record<string, number> {
+    const out: Record<string, number> = { workloads: this.workloads.length }
+    for (const [kind, map] of this.maps) {
+      out[kind] = map.size
+      for (const e of map.values()) out[`${kind}/${e.origin}`] = (out[`${kind}/${e.origin}`] ?? 0) + 1
+    }
+    return out
+  }
+
+  /**
+   * What the compiler needs. Pods without IPs take those of their workload
+   * record (same namespace/name); pods that still have no IP are kept only when
+   * scheduled on this node. Pods in phase Succeeded or Failed are left out:
+   * their IPs may already belong to another pod. Shared and frozen: do not mutate.
+   */
+  snapshot(): Snapshot {
+    if (this.cache?.gen === this.gen) return this.cache.snap
+    const ipsByPod = new Map<string, string[]>()
+    for (const w of this.workloads) {
+      if (!w.namespace || !w.pod) continue
+      const k = `${w.namespace}/${w.pod}`
+      ipsByPod.set(k, [...new Set([...(ipsByPod.get(k) ?? []), ...w.ips])])
+    }
+    const pods: Pod[] = []
+    for (const p of this.list('Pod') as Pod[]) {
+      if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue
+      const filled = withRecordIPs(p, ipsByPod.get(`${p.metadata.namespace}/${p.metadata.name}`))
+      if (hasIPs(filled) || (this.nodeName !== undefined && p.spec?.nodeName === this.nodeName)) pods.push(filled)
+    }
+    const snap: Snapshot = Object.freeze({
+      namespaces: Object.freeze(this.list('Namespace')) as Namespace[],
+      pods: Object.freeze(pods) as Pod[],
+      policies: Object.freeze(this.list('NetworkPolicy')) as NetworkPolicy[],
+      workloads: Object.freeze([...this.workloads]) as LocalWorkload[],
+    })
+    this.cache = { gen: this.gen, snap }
+    return snap
+  }
+
+  private map(kind: Kind): Map<string, Entry> {
+    const m = this.maps.get(kind)
+    if (!m) throw new Error(`unknown kind ${kind}`)
+    return m
+  }
+
+  /** Normalises and stores one object; undefined (and a logged error) when refused. */
+  private put(kind: Kind, obj: unknown, origin: string): { key: string; changed: boolean } | undefined {
+    const r = normalize(kind, obj)
+    if (!r.ok) {
+      this.log.error(`refusing ${describe(kind, obj)}`, { kind, origin, errors: r.errors })
+      return undefined
+    }
+    const map = this.map(kind)
+    const key = objectKey(kind, r.obj.metadata.namespace, r.obj.metadata.name)
+    const canon = canonical(r.obj)
+    const old = map.get(key)
+    map.set(key, { obj: r.obj, canon, origin })
+    if (old?.canon === canon) return { key, changed: false }
+    this.changed()
+    return { key, changed: true }
+  }
+
+  private changed(): void {
+    this.gen++
+    if (this.batchDepth > 0) this.changedInBatch = true
+    else this.emit('change', this.gen)
+  }
+}
+
+function hasIPs(p: Pod): boolean {
+  return !!p.status?.podIP || !!p.status?.podIPs?.length
+}
+
+function withRecordIPs(p: Pod, ips: string[] | undefined): Pod {
+  if (hasIPs(p) || !ips?.length) return p
+  return { ...p, status: { ...p.status, podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } }
+}
