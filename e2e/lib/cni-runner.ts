@@ -1,0 +1,143 @@
+// A runtime-style CNI runner for tests, following the spec's "Execution of
+// network configurations": it loads a conflist from a conf dir, finds each
+// plugin on CNI_PATH, and runs ADD in order (each plugin gets the previous
+// result as prevResult), CHECK in order and DEL in reverse (both with the
+// cached final result), plus direct single-plugin invocations.
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { exec } from '../../shared/exec.ts'
+
+export interface ConfList {
+  cniVersion: string
+  name: string
+  plugins: Record<string, unknown>[]
+  [key: string]: unknown
+}
+
+export interface Attachment {
+  containerId: string
+  netns: string
+  ifname: string
+  /** CNI_ARGS pairs, e.g. K8S_POD_NAMESPACE. */
+  args?: Record<string, string>
+  /** Values for plugins' declared capabilities (e.g. portMappings), passed as runtimeConfig. */
+  capabilityArgs?: Record<string, unknown>
+}
+
+export interface PluginRun {
+  code: number
+  stdout: string
+  stderr: string
+  /** Parsed stdout, when it is JSON. */
+  json?: any
+  ms: number
+}
+
+export class PluginError extends Error {
+  constructor(
+    readonly plugin: string,
+    readonly command: string,
+    readonly run: PluginRun,
+  ) {
+    super(`${plugin} ${command} failed (${run.code}): ${run.stdout.trim() || run.stderr.trim()}`)
+  }
+  get cniCode(): number | undefined {
+    return this.run.json?.code
+  }
+}
+
+/** The first *.conflist in lexical order, as runtimes pick the default network. */
+export function loadConfList(confDir: string): ConfList {
+  const file = readdirSync(confDir)
+    .filter((f) => f.endsWith('.conflist'))
+    .sort()[0]
+  if (!file) throw new Error(`no .conflist in ${confDir}`)
+  const list = JSON.parse(readFileSync(join(confDir, file), 'utf8')) as ConfList
+  if (!list.name || !list.cniVersion || !Array.isArray(list.plugins)) throw new Error(`${file} is not a conflist`)
+  return list
+}
+
+export function findPlugin(type: string, cniPath: readonly string[]): string {
+  for (const dir of cniPath) if (existsSync(join(dir, type))) return join(dir, type)
+  throw new Error(`plugin ${type} not found on ${cniPath.join(':')}`)
+}
+
+function argsString(args: Record<string, string> = {}): string {
+  return Object.entries(args)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(';')
+}
+
+/** Runs one plugin binary with a config object; never throws for a plugin failure. */
+export async function execPlugin(bin: string, command: string, conf: unknown, att: Partial<Attachment>, cniPath: readonly string[]): Promise<PluginRun> {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: att.containerId ?? '',
+    CNI_NETNS: att.netns ?? '',
+    CNI_IFNAME: att.ifname ?? '',
+    CNI_ARGS: argsString(att.args),
+    CNI_PATH: cniPath.join(':'),
+  }
+  const started = performance.now()
+  const r = await exec(bin, [], { env, input: typeof conf === 'string' ? conf : JSON.stringify(conf) })
+  let json: any
+  try {
+    json = r.stdout.trim() ? JSON.parse(r.stdout) : undefined
+  } catch {
+    json = undefined
+  }
+  return { ...r, json, ms: performance.now() - started }
+}
+
+/** The config a plugin of the list sees: its own object plus name, cniVersion, runtimeConfig and prevResult. */
+export function pluginConf(list: ConfList, plugin: Record<string, unknown>, att: Partial<Attachment>, prevResult?: unknown, extra: Record<string, unknown> = {}) {
+  const conf: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion, ...extra }
+  const caps = (plugin.capabilities ?? {}) as Record<string, boolean>
+  const runtimeConfig: Record<string, unknown> = {}
+  for (const [cap, value] of Object.entries(att.capabilityArgs ?? {})) if (caps[cap]) runtimeConfig[cap] = value
+  delete conf.capabilities
+  if (Object.keys(runtimeConfig).length) conf.runtimeConfig = runtimeConfig
+  if (prevResult !== undefined) conf.prevResult = prevResult
+  return conf
+}
+
+export class Runtime {
+  constructor(
+    readonly list: ConfList,
+    readonly cniPath: readonly string[],
+  ) {}
+
+  private async each(command: string, order: Record<string, unknown>[], att: Partial<Attachment>, prev: (last: unknown) => unknown, extra = {}) {
+    let last: unknown
+    for (const plugin of order) {
+      const bin = findPlugin(String(plugin.type), this.cniPath)
+      const run = await execPlugin(bin, command, pluginConf(this.list, plugin, att, prev(last), extra), att, this.cniPath)
+      if (run.code !== 0) throw new PluginError(String(plugin.type), command, run)
+      if (run.json !== undefined) last = run.json
+    }
+    return last
+  }
+
+  /** ADD through the chain; returns the final result (what a runtime caches). */
+  add(att: Attachment): Promise<any> {
+    return this.each('ADD', this.list.plugins, att, (last) => last)
+  }
+
+  check(att: Attachment, cached: unknown): Promise<unknown> {
+    return this.each('CHECK', this.list.plugins, att, () => cached)
+  }
+
+  del(att: Attachment, cached?: unknown): Promise<unknown> {
+    return this.each('DEL', [...this.list.plugins].reverse(), att, () => cached)
+  }
+
+  gc(valid: { containerId: string; ifname: string }[]): Promise<unknown> {
+    const attachments = valid.map((v) => ({ containerID: v.containerId, ifname: v.ifname }))
+    return this.each('GC', this.list.plugins, {}, () => undefined, { 'cni.dev/valid-attachments': attachments })
+  }
+
+  status(): Promise<unknown> {
+    return this.each('STATUS', this.list.plugins, {}, () => undefined)
+  }
+}
