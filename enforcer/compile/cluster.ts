@@ -1,0 +1,139 @@
+// The cluster as the compiler sees it: every pod with its labels, its
+// namespace's labels, its canonical IPs per family and its named container
+// ports. Built once per compile so selectors are evaluated against plain maps.
+import type { Family, Problem } from '../dataplane/types.ts'
+import type { Snapshot, Pod } from '../model.ts'
+import { canonicalAddr } from './ip.ts'
+import type { Proto } from './match.ts'
+import { compareText, labelMap } from './selector.ts'
+
+/** Kubernetes sets this label on every namespace to the namespace's name. */
+export const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name'
+
+export interface NamedPort {
+  name: string
+  proto: Proto
+  port: number
+}
+
+export interface PodInfo {
+  namespace: string
+  name: string
+  labels: Map<string, string>
+  nsLabels: Map<string, string>
+  ips: Record<Family, string[]>
+  namedPorts: NamedPort[]
+  /**
+   * Whether the pod's IPs may appear in peer sets. Host-network pods carry the
+   * node's IP (NetworkPolicy leaves them undefined; admitting them would allow
+   * the whole node), and finished pods may have handed their IP to another pod.
+   */
+  peerEligible: boolean
+}
+
+export interface Cluster {
+  /** Sorted by namespace/name. */
+  pods: PodInfo[]
+  byKey: Map<string, PodInfo[]>
+}
+
+export const podKey = (namespace: string, name: string): string => `${namespace}/${name}`
+
+/** Objects from manifests may omit the namespace; kubectl would put them in `default`. */
+export const namespaceOf = (meta: { namespace?: string }): string => (typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : 'default')
+
+function namespaceLabels(snapshot: Snapshot): Map<string, Map<string, string>> {
+  const out = new Map<string, Map<string, string>>()
+  // Sorted so that a duplicated Namespace object resolves the same way in any input order.
+  const sorted = [...snapshot.namespaces].sort((a, b) => compareText(a.metadata.name + '\0' + JSON.stringify(a.metadata.labels ?? {}), b.metadata.name + '\0' + JSON.stringify(b.metadata.labels ?? {})))
+  for (const ns of sorted) {
+    if (typeof ns.metadata?.name === 'string' && !out.has(ns.metadata.name)) out.set(ns.metadata.name, labelMap(ns.metadata.labels))
+  }
+  return out
+}
+
+function nsLabelsFor(known: Map<string, Map<string, string>>, ns: string): Map<string, string> {
+  const labels = new Map(known.get(ns) ?? [])
+  labels.set(NAMESPACE_NAME_LABEL, ns)
+  return labels
+}
+
+function rawPodIps(pod: Pod, extra: readonly string[]): unknown[] {
+  const list: unknown[] = [...extra]
+  if (pod.status?.podIP !== undefined) list.push(pod.status.podIP)
+  if (Array.isArray(pod.status?.podIPs)) for (const p of pod.status.podIPs) list.push(p?.ip)
+  return list
+}
+
+function podIps(pod: Pod, extra: readonly string[], problems: Problem[]): Record<Family, string[]> {
+  const ips: Record<Family, Set<string>> = { 4: new Set(), 6: new Set() }
+  for (const raw of rawPodIps(pod, extra)) {
+    if (raw === undefined || raw === '') continue
+    const a = canonicalAddr(raw)
+    if (a) ips[a.family].add(a.text)
+    else problems.push({ object: `Pod ${podKey(namespaceOf(pod.metadata), pod.metadata.name)}`, message: `invalid pod IP ${JSON.stringify(raw)}`, effect: 'address left out of every set' })
+  }
+  return { 4: [...ips[4]].sort(compareText), 6: [...ips[6]].sort(compareText) }
+}
+
+/** "protocol ... Must be UDP, TCP, or SCTP. Defaults to TCP." Anything else names no port. */
+export function protoOf(raw: unknown): Proto | null {
+  if (raw === undefined || raw === null) return 'tcp'
+  return raw === 'TCP' ? 'tcp' : raw === 'UDP' ? 'udp' : raw === 'SCTP' ? 'sctp' : null
+}
+
+function namedPorts(pod: Pod): NamedPort[] {
+  const out: NamedPort[] = []
+  for (const c of pod.spec?.containers ?? []) {
+    for (const p of c?.ports ?? []) {
+      const proto = protoOf(p?.protocol)
+      const port = p?.containerPort
+      if (typeof p?.name !== 'string' || !proto || !Number.isInteger(port) || port < 1 || port > 65535) continue
+      out.push({ name: p.name, proto, port })
+    }
+  }
+  return out
+}
+
+function isPeerEligible(pod: Pod): boolean {
+  const phase = pod.status?.phase
+  return pod.spec?.hostNetwork !== true && phase !== 'Succeeded' && phase !== 'Failed'
+}
+
+/** Workload records carry IPs before the pod's status does; both count. */
+function workloadIps(snapshot: Snapshot): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  for (const w of snapshot.workloads) {
+    if (!w.namespace || !w.pod) continue
+    const k = podKey(w.namespace, w.pod)
+    out.set(k, [...(out.get(k) ?? []), ...(Array.isArray(w.ips) ? w.ips : [])])
+  }
+  return out
+}
+
+export function buildCluster(snapshot: Snapshot, problems: Problem[]): Cluster {
+  const nsKnown = namespaceLabels(snapshot)
+  const extra = workloadIps(snapshot)
+  const pods: PodInfo[] = []
+  for (const pod of snapshot.pods) {
+    if (typeof pod?.metadata?.name !== 'string') continue
+    const namespace = namespaceOf(pod.metadata)
+    const key = podKey(namespace, pod.metadata.name)
+    pods.push({
+      namespace,
+      name: pod.metadata.name,
+      labels: labelMap(pod.metadata.labels),
+      nsLabels: nsLabelsFor(nsKnown, namespace),
+      ips: podIps(pod, extra.get(key) ?? [], problems),
+      namedPorts: namedPorts(pod),
+      peerEligible: isPeerEligible(pod),
+    })
+  }
+  pods.sort((a, b) => compareText(podKey(a.namespace, a.name), podKey(b.namespace, b.name)))
+  const byKey = new Map<string, PodInfo[]>()
+  for (const p of pods) {
+    const k = podKey(p.namespace, p.name)
+    byKey.set(k, [...(byKey.get(k) ?? []), p])
+  }
+  return { pods, byKey }
+}
