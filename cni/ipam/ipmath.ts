@@ -131,7 +131,7 @@ export function addIp(ip: Ip, n: bigint): Ip | undefined {
 
 /** Orders IPv4 before IPv6, then by value. */
 export function compareIp(a: Ip, b: Ip): number {
-  if (a.family !== b.family) return a.family - b.family
+  if (a.family !== b.family) return a.family < b.family ? -1 : 1
   return a.value < b.value ? -1 : a.value > b.value ? 1 : 0
 }
 
