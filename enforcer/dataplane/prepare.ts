@@ -1,0 +1,96 @@
+// Desired state checked and rendered once per apply: chain names, rule tokens,
+// and every reference (jump/goto to a wren chain, --match-set) resolved against
+// the same desired state, so that the writer can never emit a rule pointing at
+// a chain or set it is not also creating. Pure.
+import { OWNER_PREFIX } from '../../shared/names.ts'
+import { RenderError, canonicalMembers, checkSetName, renderChain, renderRule, ruleHashes, type RenderedChain } from './render.ts'
+import type { DesiredState, Family, FamilyState, IpSet, Rule, Table } from './types.ts'
+
+export interface PreparedHook {
+  hash: string
+  /** The rule after "-I CHAIN N ". */
+  spec: string
+}
+
+export interface PreparedTable {
+  chains: Map<string, RenderedChain>
+  /** Built-in chain → wren's hook rules, in the order they must head that chain. */
+  hooks: Map<string, PreparedHook[]>
+}
+
+export interface PreparedSet {
+  set: IpSet
+  members: Set<string>
+}
+
+export interface Prepared {
+  families: Map<Family, Map<Table, PreparedTable>>
+  sets: Map<string, PreparedSet>
+}
+
+export function hookRule(chain: string, target: string): Rule {
+  return { match: [], action: ['-j', target], comment: `${OWNER_PREFIX} hook from ${chain}` }
+}
+
+/** `owner`: every chain and set must carry it, or the writer could not find them again. */
+export function prepare(state: DesiredState, maxelem: number, owner: string = OWNER_PREFIX): Prepared {
+  const sets = new Map<string, PreparedSet>()
+  for (const fs of [state.v4, state.v6]) {
+    for (const set of fs.sets) {
+      checkSetName(set.name)
+      if (!set.name.startsWith(owner)) throw new RenderError(`set ${set.name} does not start with ${owner}`)
+      if (set.family !== fs.family) throw new RenderError(`set ${set.name} is IPv${set.family} but listed under v${fs.family}`)
+      if (sets.has(set.name)) throw new RenderError(`set ${set.name} is defined twice`)
+      const members = canonicalMembers(set)
+      if (members.size > maxelem) throw new RenderError(`set ${set.name} has ${members.size} members, more than maxelem ${maxelem}`)
+      sets.set(set.name, { set, members })
+    }
+  }
+  const families = new Map<Family, Map<Table, PreparedTable>>()
+  families.set(4, prepareFamily(state.v4, sets, owner))
+  families.set(6, prepareFamily(state.v6, sets, owner))
+  return { families, sets }
+}
+
+function prepareFamily(fs: FamilyState, sets: Map<string, PreparedSet>, owner: string): Map<Table, PreparedTable> {
+  const tables = new Map<Table, PreparedTable>()
+  const table = (t: Table) => {
+    let pt = tables.get(t)
+    if (!pt) tables.set(t, (pt = { chains: new Map(), hooks: new Map() }))
+    return pt
+  }
+  for (const c of fs.chains) {
+    const pt = table(c.table)
+    if (!c.name.startsWith(owner)) throw new RenderError(`chain ${c.name} does not start with ${owner}`)
+    if (pt.chains.has(c.name)) throw new RenderError(`chain ${c.name} is defined twice in v${fs.family} ${c.table}`)
+    pt.chains.set(c.name, renderChain(c.name, c.rules))
+  }
+  for (const c of fs.chains) {
+    c.rules.forEach((r, i) => checkReferences(r, `v${fs.family} chain ${c.name} rule ${i}`, tables.get(c.table)!, sets, fs.family))
+  }
+  for (const h of fs.hooks) {
+    const pt = table(h.table)
+    const rule = hookRule(h.chain, h.target)
+    checkReferences(rule, `v${fs.family} hook ${h.table}/${h.chain}`, pt, sets, fs.family)
+    const list = pt.hooks.get(h.chain) ?? []
+    if (list.some((x) => x.spec.endsWith(` -j ${h.target}`))) throw new RenderError(`hook ${h.table}/${h.chain} → ${h.target} listed twice`)
+    const [hash] = ruleHashes(h.chain, [rule])
+    list.push({ hash, spec: renderRule('', '', rule, hash).trim() })
+    pt.hooks.set(h.chain, list)
+  }
+  return tables
+}
+
+function checkReferences(rule: Rule, where: string, pt: PreparedTable, sets: Map<string, PreparedSet>, family: Family): void {
+  const tokens = [...rule.match, ...rule.action]
+  for (let i = 0; i + 1 < tokens.length; i++) {
+    const [flag, name] = [tokens[i], tokens[i + 1]]
+    if (['-j', '-g', '--jump', '--goto'].includes(flag) && name.startsWith(OWNER_PREFIX) && !pt.chains.has(name))
+      throw new RenderError(`${where}: jumps to ${name}, which is not in the desired state of that table`)
+    if (flag === '--match-set') {
+      const s = sets.get(name)
+      if (!s) throw new RenderError(`${where}: matches set ${name}, which is not in the desired state`)
+      if (s.set.family !== family) throw new RenderError(`${where}: IPv${family} rule matches IPv${s.set.family} set ${name}`)
+    }
+  }
+}
