@@ -238,11 +238,11 @@ export function echoServer(cleanup: Cleanup, ns: string, proto: 'tcp' | 'udp', p
 }
 
 /** Sends a line from one netns to ip:port and returns what came back (retrying while the server starts). */
-export async function echo(ns: string, proto: 'tcp' | 'udp', ip: string, port: number, text: string): Promise<string> {
+export async function echo(ns: string, proto: 'tcp' | 'udp', ip: string, port: number, text: string, attempts = 20): Promise<string> {
   const target = ip.includes(':') ? `[${ip}]` : ip
   const addr = proto === 'tcp' ? `TCP:${target}:${port},connect-timeout=2` : `UDP:${target}:${port}`
   let last = ''
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < attempts; i++) {
     const r = trySh('ip', ['netns', 'exec', ns, 'socat', '-T1', '-', addr], text + '\n')
     last = r.stdout.trim() || r.stderr.trim()
     if (r.stdout.trim() === text) return text
