@@ -5,7 +5,9 @@
 // is written into an `ipset restore` file, so it must never carry anything else.
 import type { Family, SetType } from './types.ts'
 
-export class MemberError extends Error {}
+export class MemberError extends Error {
+  override name = 'MemberError'
+}
 
 const PROTOS = new Set(['tcp', 'udp', 'sctp', 'udplite'])
 

@@ -31,7 +31,9 @@ const CHAIN_NAME = /^[A-Za-z0-9_.+-]+$/
 const SET_NAME = /^[A-Za-z0-9_.:~-]+$/
 const COMMENT_UNSAFE = /[^A-Za-z0-9 _.:/,+=@()<>[\]-]/g
 
-export class RenderError extends Error {}
+export class RenderError extends Error {
+  override name = 'RenderError'
+}
 
 export function checkToken(token: string, where: string): string {
   if (!SAFE_TOKEN.test(token)) throw new RenderError(`${where}: unsafe token ${JSON.stringify(token)}`)
