@@ -1,0 +1,297 @@
+// A one-node test cluster for real-traffic scenarios: the wren agent watching a
+// temp folder of manifests, pods as network namespaces wired by the wren CNI
+// plugin (invoked like a container runtime would), banner servers inside the
+// pods, an "outside" host on a plain veth, kube-proxy-style service NAT and a
+// dnsmasq kube-dns.
+//
+// Model: everything made is pushed on one Cleanup stack right after it exists,
+// so teardown undoes it in reverse even after a failure half way through, and
+// SIGINT/SIGTERM run the same teardown. Manifests are written before the CNI
+// ADD (the Pod object exists before its sandbox), and every change is followed
+// by `wren-enforcer status --wait-synced` instead of sleeping.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { openSync, renameSync, rmSync, writeFileSync, closeSync } from 'node:fs'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { stringify } from 'yaml'
+import { Cleanup, ENFORCER_BIN, REPO, WREN_BIN, addNetns, blackhole, sh, tempDir, trySh } from './host.ts'
+import type { Labels, NamespaceSpec, PodSpec } from '../scenarios/types.ts'
+
+export const POD_CIDR = '10.92.0.0/16'
+export const OUTSIDE_CIDR = '10.93.0.0/16'
+export const SERVICE_CIDR = '10.94.0.0/24'
+export const NODE_NAME = 'seed-node'
+
+export interface Pod {
+  spec: PodSpec
+  netns: string
+  ip: string
+  containerId: string
+}
+
+const live = new Set<Cluster>()
+let signalsHooked = false
+
+function hookSignals(): void {
+  if (signalsHooked) return
+  signalsHooked = true
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, async () => {
+      process.stderr.write(`\n${sig}: tearing down ${live.size} test cluster(s)\n`)
+      for (const c of [...live]) await c.teardown()
+      process.exit(130)
+    })
+  }
+}
+
+export class Cluster {
+  readonly cleanup = new Cleanup()
+  manifests = ''
+  stateDir = ''
+  runDir = ''
+  logDir = ''
+  readonly namespaces = new Map<string, Labels>()
+  readonly pods = new Map<string, Pod>()
+  private agent?: ChildProcess
+  private netnsSeq = 0
+
+  /** Starts the agent on fresh folders; blackholes every range the tests use first. */
+  async start(): Promise<void> {
+    live.add(this)
+    hookSignals()
+    for (const cidr of [POD_CIDR, OUTSIDE_CIDR, SERVICE_CIDR]) blackhole(this.cleanup, cidr)
+    const root = tempDir(this.cleanup, 'wren-seeds-')
+    this.manifests = join(root, 'manifests')
+    this.stateDir = join(root, 'state')
+    this.runDir = join(root, 'run')
+    this.logDir = root
+    for (const d of [this.manifests, this.stateDir, this.runDir]) sh('mkdir', ['-p', d])
+    this.cleanup.push('wren-enforcer cleanup', () => {
+      const r = trySh(ENFORCER_BIN, ['cleanup'])
+      if (r.code !== 0) throw new Error(`wren-enforcer cleanup: ${r.stderr.trim()}`)
+    })
+    this.startAgent()
+    await this.waitAgentUp()
+  }
+
+  private startAgent(): void {
+    const log = openSync(join(this.logDir, 'agent.log'), 'a')
+    const args = ['run', '--manifests', this.manifests, '--state-dir', this.stateDir, '--run-dir', this.runDir, '--node-name', NODE_NAME, '--log-level', 'debug']
+    const agent = spawn(ENFORCER_BIN, args, { stdio: ['ignore', log, log] })
+    closeSync(log)
+    this.agent = agent
+    this.cleanup.push('stop agent', () => stopProcess(agent, 5000))
+  }
+
+  private async waitAgentUp(): Promise<void> {
+    const deadline = Date.now() + 15000
+    for (;;) {
+      if (this.agent?.exitCode != null) throw new Error(`agent exited ${this.agent.exitCode}; log ${this.logDir}/agent.log`)
+      if (trySh(ENFORCER_BIN, ['status', '--run-dir', this.runDir, '--wait-synced', '--timeout', '2s']).code === 0) return
+      if (Date.now() > deadline) throw new Error(`agent not synced after 15s; log ${this.logDir}/agent.log`)
+      await delay(100)
+    }
+  }
+
+  /** Returns once the kernel holds every change present in the sources now. */
+  async sync(): Promise<void> {
+    const r = await run(ENFORCER_BIN, ['status', '--run-dir', this.runDir, '--wait-synced', '--timeout', '10s'])
+    if (r.code !== 0) throw new Error(`wren-enforcer status --wait-synced failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`)
+  }
+
+  private writeManifest(file: string, doc: unknown): void {
+    const tmp = join(this.manifests, `.${file}.tmp`)
+    writeFileSync(tmp, stringify(doc))
+    renameSync(tmp, join(this.manifests, file))
+  }
+
+  private removeManifest(file: string): void {
+    rmSync(join(this.manifests, file), { force: true })
+  }
+
+  setNamespace(ns: NamespaceSpec): void {
+    // Kubernetes labels every namespace with its own name (1.21+).
+    const labels = { ...ns.labels, 'kubernetes.io/metadata.name': ns.name }
+    this.namespaces.set(ns.name, labels)
+    this.writeManifest(`ns-${ns.name}.yaml`, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns.name, labels } })
+  }
+
+  labelNamespace(name: string, change: Record<string, string | null>): void {
+    const labels = applyLabels(this.namespaces.get(name), change, `namespace ${name}`)
+    this.setNamespace({ name, labels })
+  }
+
+  private writePod(spec: PodSpec): void {
+    const containers = [{ name: 'main', image: 'wren-seed', ports: (spec.ports ?? []).map((p) => ({ ...p, protocol: p.protocol ?? 'TCP' })) }]
+    const metadata = { name: spec.name, namespace: spec.namespace, labels: spec.labels, uid: uidOf(spec) }
+    this.writeManifest(`pod-${spec.namespace}.${spec.name}.yaml`, { apiVersion: 'v1', kind: 'Pod', metadata, spec: { nodeName: NODE_NAME, containers } })
+  }
+
+  labelPod(id: string, change: Record<string, string | null>): void {
+    const pod = this.pod(id)
+    pod.spec = { ...pod.spec, labels: applyLabels(pod.spec.labels, change, `pod ${id}`) }
+    this.writePod(pod.spec)
+  }
+
+  /** Pod object first, then the sandbox: netns, CNI ADD, servers on its container ports. */
+  async addPod(spec: PodSpec, serve: (pod: Pod) => Promise<void> = (pod) => this.serveBanners(pod)): Promise<Pod> {
+    const id = `${spec.namespace}/${spec.name}`
+    if (!this.namespaces.has(spec.namespace)) throw new Error(`pod ${id}: namespace ${spec.namespace} not created`)
+    this.writePod(spec)
+    this.cleanup.push(`manifest of pod ${id}`, () => this.removeManifest(`pod-${spec.namespace}.${spec.name}.yaml`))
+    await this.sync()
+    const netnsName = `ws-${++this.netnsSeq}`
+    const netnsPath = addNetns(this.cleanup, netnsName)
+    const containerId = `wseed${this.netnsSeq}${randomBytes(6).toString('hex')}`
+    this.cleanup.push(`CNI DEL ${id}`, async () => {
+      const r = await this.cni('DEL', spec, containerId, netnsPath)
+      if (r.code !== 0) throw new Error(`CNI DEL ${id}: ${r.stdout} ${r.stderr}`)
+    })
+    const r = await this.cni('ADD', spec, containerId, netnsPath)
+    if (r.code !== 0) throw new Error(`CNI ADD ${id} failed (${r.code}): ${r.stdout} ${r.stderr}`)
+    const result = JSON.parse(r.stdout) as { ips?: { address: string }[] }
+    const ip = result.ips?.map((a) => a.address.split('/')[0]!).find((a) => !a.includes(':'))
+    if (!ip) throw new Error(`CNI ADD ${id}: no IPv4 address in ${r.stdout}`)
+    const pod: Pod = { spec, netns: netnsName, ip, containerId }
+    this.pods.set(id, pod)
+    await serve(pod)
+    return pod
+  }
+
+  async serveBanners(pod: Pod): Promise<void> {
+    const ports = (pod.spec.ports ?? []).map((p) => ({ port: p.containerPort, protocol: p.protocol ?? 'TCP' }))
+    startServers(this.cleanup, pod.netns, ports, `${pod.spec.namespace}/${pod.spec.name}`)
+    await waitListening(pod.netns, ports)
+  }
+
+  private cni(command: 'ADD' | 'DEL', spec: PodSpec, containerId: string, netns: string) {
+    const env = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: containerId,
+      CNI_NETNS: netns,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: `${REPO}/bin:/usr/lib/cni`,
+      CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${spec.namespace};K8S_POD_NAME=${spec.name};K8S_POD_UID=${uidOf(spec)}`,
+    }
+    return run(WREN_BIN, [], JSON.stringify(this.netconf()), env)
+  }
+
+  netconf(): Record<string, unknown> {
+    return {
+      cniVersion: '1.0.0',
+      name: 'wren',
+      type: 'wren',
+      ifacePrefix: 'wren',
+      stateDir: this.stateDir,
+      runDir: this.runDir,
+      agentWaitMs: 5000,
+      logFile: join(this.stateDir, 'cni.log'),
+      ipam: { type: 'wren', ranges: [[{ subnet: POD_CIDR }]] },
+    }
+  }
+
+  applyPolicy(doc: Record<string, unknown>): void {
+    const md = doc.metadata as { name: string; namespace?: string }
+    const ns = md.namespace ?? 'default'
+    const full = { ...doc, metadata: { ...md, namespace: ns } }
+    const file = `np-${ns}.${md.name}.yaml`
+    this.writeManifest(file, full)
+    this.cleanup.push(`manifest ${file}`, () => this.removeManifest(file))
+  }
+
+  deletePolicy(id: string): void {
+    const [ns, name] = id.split('/')
+    this.removeManifest(`np-${ns}.${name}.yaml`)
+  }
+
+  pod(id: string): Pod {
+    const p = this.pods.get(id)
+    if (!p) throw new Error(`no pod ${id}`)
+    return p
+  }
+
+  /** Undoes everything in reverse; returns the errors (empty when clean). */
+  async teardown(): Promise<string[]> {
+    live.delete(this)
+    return this.cleanup.run()
+  }
+}
+
+function applyLabels(old: Labels | undefined, change: Record<string, string | null>, what: string): Labels {
+  if (!old) throw new Error(`${what} does not exist`)
+  const out = { ...old }
+  for (const [k, v] of Object.entries(change)) {
+    if (v === null) delete out[k]
+    else out[k] = v
+  }
+  return out
+}
+
+function uidOf(spec: PodSpec): string {
+  return `uid-${spec.namespace}-${spec.name}`
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
+
+/** Async exec with stdin and env; never rejects for a non-zero exit. */
+export function run(cmd: string, args: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (b) => (stdout += b))
+    child.stderr.on('data', (b) => (stderr += b))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }))
+    child.stdin.on('error', () => {})
+    child.stdin.end(input ?? '')
+  })
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+export function stopProcess(child: ChildProcess, graceMs: number, group = false): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    const kill = (sig: NodeJS.Signals) => {
+      try {
+        if (group && child.pid) process.kill(-child.pid, sig)
+        else child.kill(sig)
+      } catch {
+        /* already gone */
+      }
+    }
+    const t = setTimeout(() => kill('SIGKILL'), graceMs)
+    child.once('exit', () => {
+      clearTimeout(t)
+      resolve()
+    })
+    kill('SIGTERM')
+  })
+}
+
+/** Banner servers: every connection or datagram is answered with `banner`, so a probe proves which pod it reached. */
+export function startServers(cleanup: Cleanup, netns: string, ports: { port: number; protocol: 'TCP' | 'UDP' }[], banner: string): void {
+  for (const { port, protocol } of ports) {
+    const listen = protocol === 'TCP' ? `TCP4-LISTEN:${port},fork,reuseaddr` : `UDP4-RECVFROM:${port},fork`
+    // detached: its own process group, so the forked children die with it
+    const child = spawn('ip', ['netns', 'exec', netns, 'socat', listen, `SYSTEM:echo ${banner}`], { stdio: 'ignore', detached: true })
+    cleanup.push(`server ${netns} ${protocol}/${port}`, () => stopProcess(child, 2000, true))
+  }
+}
+
+/** Polls `ss` in the netns until every port listens (TCP) or is bound (UDP). */
+export async function waitListening(netns: string, ports: { port: number; protocol: 'TCP' | 'UDP' }[]): Promise<void> {
+  const deadline = Date.now() + 5000
+  for (;;) {
+    const tcp = trySh('ip', ['netns', 'exec', netns, 'ss', '-Hlnt']).stdout
+    const udp = trySh('ip', ['netns', 'exec', netns, 'ss', '-Hlnu']).stdout
+    const bound = (out: string, port: number) => out.split('\n').some((l) => l.split(/\s+/)[3]?.endsWith(`:${port}`))
+    const missing = ports.filter((p) => !bound(p.protocol === 'TCP' ? tcp : udp, p.port))
+    if (!missing.length) return
+    if (Date.now() > deadline) throw new Error(`${netns}: not listening on ${missing.map((p) => `${p.protocol}/${p.port}`).join(', ')}`)
+    await delay(50)
+  }
+}
