@@ -1,0 +1,180 @@
+// The chain layout and set contents the compiler emits: fixed chains, per
+// workload chains, per policy chains, which sets exist and what they hold,
+// and which workloads get chains at all.
+import t from 'tap'
+import { compile } from '../enforcer/compile/index.ts'
+import type { Chain, DesiredState, FamilyState } from '../enforcer/dataplane/types.ts'
+import { DEFAULT_ENFORCER_CONFIG } from '../enforcer/model.ts'
+import { policyChain, setName } from '../shared/names.ts'
+import { flow, ns, pod, policy, snapshot, verdict, workload } from './compile-sim.ts'
+
+const cfg = DEFAULT_ENFORCER_CONFIG
+const chain = (fs: FamilyState, name: string): Chain | undefined => fs.chains.find((c) => c.name === name)
+const lines = (c: Chain | undefined): string[] => (c?.rules ?? []).map((r) => [...r.match, '=>', ...r.action].join(' '))
+
+const web = pod('a', 'web', { labels: { app: 'web' }, ips: ['10.0.0.1', 'fd00::1'], ports: [{ name: 'http', containerPort: 8080 }] })
+const cli = pod('a', 'cli', { labels: { app: 'cli' }, ips: ['10.0.0.2'] })
+const far = pod('b', 'far', { labels: { app: 'cli' }, ips: ['10.1.0.2'] })
+const allowCli = policy('a', 'allow-cli', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'cli' } } }], ports: [{ port: 80 }] }] })
+const WL = [workload('wrenweb', 'a', 'web'), workload('wrencli', 'a', 'cli')]
+const base = (extra: Parameters<typeof snapshot>[0] = {}): DesiredState =>
+  compile(snapshot({ namespaces: [ns('a')], pods: [web, cli, far], policies: [allowCli], workloads: WL, ...extra }), cfg)
+
+t.test('hooks and fixed chains', async (t) => {
+  const s = base()
+  for (const fs of [s.v4, s.v6]) {
+    t.same(fs.hooks, [
+      { table: 'filter', chain: 'FORWARD', target: 'wren-FORWARD' },
+      { table: 'filter', chain: 'INPUT', target: 'wren-INPUT' },
+      { table: 'filter', chain: 'OUTPUT', target: 'wren-OUTPUT' },
+      { table: 'raw', chain: 'PREROUTING', target: 'wren-PREROUTING' },
+    ])
+    t.same(lines(chain(fs, 'wren-FORWARD')), [
+      '=> -j MARK --set-xmark 0x0/0x10000',
+      '-i wren+ => -j wren-from-wl-dispatch',
+      '-o wren+ => -j wren-to-wl-dispatch',
+      '-m mark --mark 0x10000/0x10000 => -j ACCEPT',
+    ])
+    t.same(lines(chain(fs, 'wren-from-wl-dispatch')), ['-i wrencli => -g wren-fw-wrencli', '-i wrenweb => -g wren-fw-wrenweb', '=> -j DROP'])
+    t.same(lines(chain(fs, 'wren-to-wl-dispatch')), ['-o wrencli => -g wren-tw-wrencli', '-o wrenweb => -g wren-tw-wrenweb', '=> -j DROP'])
+    t.same(lines(chain(fs, 'wren-INPUT')), ['-i wren+ => -j wren-wl-to-host'])
+    t.same(lines(chain(fs, 'wren-wl-to-host')), ['-i wrencli => -j ACCEPT', '-i wrenweb => -j ACCEPT', '=> -j DROP'])
+    t.same(lines(chain(fs, 'wren-OUTPUT')), ['-o wren+ => -j ACCEPT'])
+    t.same(lines(chain(fs, 'wren-PREROUTING')), ['-i wren+ -m rpfilter --invert => -j DROP'])
+    t.equal(chain(fs, 'wren-PREROUTING')!.table, 'raw')
+  }
+  t.same(s.v4.chains.map((c) => c.name), s.v6.chains.map((c) => c.name), 'both families have the same chains')
+})
+
+t.test('workload chains: conntrack, clear, one jump per policy, then DROP or allow', async (t) => {
+  const other = policy('a', 'aaa-first', { podSelector: {}, ingress: [{}] })
+  const s = base({ policies: [allowCli, other] })
+  const pi = (n: string) => policyChain('pi', 'a', n)
+  t.same(lines(chain(s.v4, 'wren-tw-wrenweb')), [
+    '-m conntrack --ctstate RELATED,ESTABLISHED => -j ACCEPT',
+    '-m conntrack --ctstate INVALID => -j DROP',
+    '=> -j MARK --set-xmark 0x0/0x10000',
+    `=> -j ${pi('aaa-first')}`,
+    '-m mark --mark 0x10000/0x10000 => -j RETURN',
+    `=> -j ${pi('allow-cli')}`,
+    '-m mark --mark 0x10000/0x10000 => -j RETURN',
+    '=> -j DROP',
+  ], 'policies in name order, isolated → DROP')
+  t.same(lines(chain(s.v4, 'wren-fw-wrenweb')).slice(3), ['=> -j MARK --set-xmark 0x10000/0x10000'], 'not isolated for egress → accept mark')
+  t.equal(chain(s.v4, 'wren-tw-wrenweb')!.rules.at(-1)!.comment, 'workload a/web no policy allowed ingress')
+})
+
+t.test('policy chain: one mark rule and one return per peer x port', async (t) => {
+  const s = base()
+  const peers = setName('ip', 4, JSON.stringify(['pods', 'a', null, JSON.stringify([['app', 'In', ['cli']]])]))
+  t.same(lines(chain(s.v4, policyChain('pi', 'a', 'allow-cli'))), [
+    `-m set --match-set ${peers} src -p tcp -m tcp --dport 80 => -j MARK --set-xmark 0x10000/0x10000`,
+    '-m mark --mark 0x10000/0x10000 => -j RETURN',
+  ])
+  t.equal(chain(s.v4, policyChain('pi', 'a', 'allow-cli'))!.rules[0].comment, 'policy a/allow-cli ingress rule 0 peer 0 ports tcp:80')
+  t.notOk(chain(s.v4, policyChain('po', 'a', 'allow-cli')), 'no egress chain for an ingress-only policy')
+})
+
+t.test('policy chains exist only when they select a local workload', async (t) => {
+  const remoteOnly = policy('b', 'far-only', { podSelector: {}, ingress: [] })
+  const s = base({ policies: [allowCli, remoteOnly] })
+  t.notOk(chain(s.v4, policyChain('pi', 'b', 'far-only')))
+  t.ok(chain(s.v4, policyChain('pi', 'a', 'allow-cli')))
+  const none = base({ workloads: [workload('wrencli', 'a', 'cli')] })
+  t.notOk(chain(none.v4, policyChain('pi', 'a', 'allow-cli')), 'web not local: no chain')
+  t.same(none.v4.sets, [], 'and no sets')
+})
+
+t.test('peer sets hold every matching pod in the cluster, per family', async (t) => {
+  const p = policy('a', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'cli' } } }] }] })
+  const s = base({ policies: [p] })
+  t.same(s.v4.sets.map((x) => [x.type, x.family, x.members]), [['hash:ip', 4, ['10.0.0.2', '10.1.0.2']]])
+  t.same(s.v6.sets.map((x) => [x.type, x.family, x.members]), [['hash:ip', 6, []]], 'the empty IPv6 set still exists')
+  t.not(s.v4.sets[0].name, s.v6.sets[0].name)
+})
+
+t.test('equivalent selectors share one set', async (t) => {
+  const a = policy('a', 'p1', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'cli' } } }] }] })
+  const b = policy('a', 'p2', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['cli', 'cli'] }] } }] }] })
+  const c = policy('a', 'p3', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { x: 'y' } } }] }] })
+  const s = base({ policies: [a, b, c] })
+  t.equal(s.v4.sets.length, 2)
+})
+
+t.test('ipBlock sets: except as nomatch, /0 split in halves', async (t) => {
+  const members = (cidr: string, except: string[], fam: 'v4' | 'v6' = 'v4') => {
+    const p = policy('a', 'p', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr, except } }] }] })
+    return base({ policies: [p] })[fam].sets.map((x) => [x.type, ...x.members])
+  }
+  t.same(members('10.0.0.0/8', ['10.1.0.0/16', '10.2.0.0/16']), [['hash:net', '10.0.0.0/8', '10.1.0.0/16 nomatch', '10.2.0.0/16 nomatch']])
+  t.same(members('10.0.0.5/8', []), [['hash:net', '10.0.0.0/8']], 'host bits cleared')
+  t.same(members('0.0.0.0/0', ['10.0.0.0/8']), [['hash:net', '0.0.0.0/1', '10.0.0.0/8 nomatch', '128.0.0.0/1']])
+  t.same(members('0.0.0.0/0', ['128.0.0.0/1']), [['hash:net', '0.0.0.0/1']], 'an except equal to a half removes it')
+  t.same(members('::/0', []), [], 'IPv6 block absent from the IPv4 state')
+  t.same(members('::/0', ['FD00:0::/8'], 'v6'), [['hash:net', '8000::/1', '::/1', 'fd00::/8 nomatch']])
+})
+
+t.test('named port sets: ingress on subject pods, egress on any pod', async (t) => {
+  const ing = policy('a', 'i', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ ports: [{ port: 'http' }] }] })
+  const s = base({ policies: [ing] })
+  t.same(s.v4.sets.map((x) => [x.type, ...x.members]), [['hash:ip,port', '10.0.0.1,tcp:8080']])
+  t.same(s.v6.sets.map((x) => [x.type, ...x.members]), [['hash:ip,port', 'fd00::1,tcp:8080']])
+  t.match(lines(chain(s.v4, policyChain('pi', 'a', 'i')))[0], /^-m set --match-set wren4p-\w+ dst,dst => /)
+  const eg = policy('a', 'e', { podSelector: { matchLabels: { app: 'cli' } }, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8' } }], ports: [{ port: 'http' }] }] })
+  const s2 = base({ policies: [eg] })
+  const rule = lines(chain(s2.v4, policyChain('po', 'a', 'e')))[0]
+  t.match(rule, /^-m set --match-set wren4n-\w+ dst -m set --match-set wren4p-\w+ dst,dst => /, 'peer AND named port')
+  t.equal(flow(s2, { ip: '10.0.0.2', iface: 'wrencli' }, { ip: '10.0.0.1', iface: 'wrenweb' }, 8080), 'ACCEPT')
+})
+
+t.test('workloads: unknown pod, no identity, bad names, conflicts', async (t) => {
+  const wls = [
+    workload('wrenweb', 'a', 'web'),
+    workload('wrenghost', 'a', 'ghost'),
+    workload('wrenanon'),
+    workload('wren-bad'),
+    workload('eth0', 'a', 'cli'),
+    workload('wrenhalf', 'a'),
+    workload('wrentwice', 'a', 'web'),
+    workload('wrentwice', 'a', 'cli'),
+    workload('wrenweb', 'a', 'web'),
+  ]
+  const s = base({ workloads: wls, policies: [policy('a', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })] })
+  t.same(s.workloads, ['wrenanon', 'wrenweb'])
+  t.same(s.problems.map((p) => p.object + ': ' + p.message), [
+    'Pod a/ghost: waiting for pod a/ghost',
+    'Workload "eth0": host interface is not wren followed by up to 11 lowercase letters or digits',
+    'Workload "wren-bad": host interface is not wren followed by up to 11 lowercase letters or digits',
+    'Workload "wrenhalf": workload names only half a pod identity (namespace or pod missing)',
+    'Workload "wrentwice": host interface wrentwice is claimed by several pods',
+  ])
+  t.notOk(chain(s.v4, 'wren-fw-wrenghost'), 'no chains for a pod not yet known')
+  t.equal(flow(s, { ip: '10.0.0.7', iface: 'wrenghost' }, { ip: '8.8.8.8' }, 80), 'DROP', 'its traffic is dropped by dispatch')
+  t.equal(flow(s, { ip: '8.8.8.8' }, { ip: '10.0.0.7', iface: 'wrenghost' }, 80), 'DROP')
+  t.equal(flow(s, { ip: '10.0.0.8', iface: 'wrenanon' }, { ip: '8.8.8.8' }, 80), 'ACCEPT', 'a pod without identity is selected by nothing')
+  t.equal(flow(s, { ip: '10.0.0.1', iface: 'wrenweb' }, { ip: '8.8.8.8' }, 80), 'DROP')
+  t.equal(verdict(s, 'INPUT', { family: 4, in: 'wrenghost', src: '10.0.0.7', dst: '10.0.0.254', proto: 'tcp', dport: 22 }), 'DROP')
+})
+
+t.test('host traffic: allowed by default, egress-judged when configured', async (t) => {
+  const deny = policy('a', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })
+  const toHost = { family: 4 as const, in: 'wrenweb', src: '10.0.0.1', dst: '192.168.0.10', proto: 'tcp' as const, dport: 10250 }
+  const fromHost = { family: 4 as const, out: 'wrenweb', src: '192.168.0.10', dst: '10.0.0.1', proto: 'tcp' as const, dport: 8080 }
+  const s = base({ policies: [deny] })
+  t.equal(verdict(s, 'INPUT', toHost), 'ACCEPT')
+  t.equal(verdict(s, 'OUTPUT', fromHost), 'ACCEPT', 'host to pod always allowed')
+  const strict = { ...cfg, allowWorkloadToHost: false }
+  const s2 = compile(snapshot({ pods: [web, cli], policies: [deny], workloads: WL }), strict)
+  t.equal(verdict(s2, 'INPUT', toHost), 'DROP', 'egress deny applies to the host')
+  t.same(lines(chain(s2.v4, 'wren-wl-to-host')), ['-i wrencli => -g wren-fw-wrencli', '-i wrenweb => -g wren-fw-wrenweb', '=> -j DROP'])
+  t.equal(chain(s2.v6, 'wren-wl-to-host')!.rules.length, 6, 'IPv6 keeps neighbour discovery (3 rules) first')
+  const s3 = compile(snapshot({ pods: [web, cli], policies: [], workloads: WL }), strict)
+  t.equal(verdict(s3, 'INPUT', toHost), 'ACCEPT', 'egress-open pod reaches the host through the mark')
+})
+
+t.test('custom prefix and mark flow through every chain', async (t) => {
+  const s = compile(snapshot({ pods: [web], policies: [allowCli], workloads: [workload('podxweb', 'a', 'web')] }), { ...cfg, ifacePrefix: 'podx', acceptMark: 0x4 })
+  const text = JSON.stringify(s.v4.chains)
+  t.notMatch(text, /wren\+|0x10000/)
+  t.match(lines(chain(s.v4, 'wren-FORWARD')), ['=> -j MARK --set-xmark 0x0/0x4', '-i podx+ => -j wren-from-wl-dispatch'])
+})
