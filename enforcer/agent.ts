@@ -77,7 +77,7 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
-    this.runner.stop()
+    await this.runner.stop()
     await Promise.all(this.deps.sources.map((s) => s.stop()))
     for (const w of this.waiters) w.resolve(false)
     this.waiters.clear()
@@ -151,12 +151,12 @@ export class Agent {
   }
 
   status(): Record<string, unknown> {
-    const snap = this.deps.store.snapshot()
     return {
       started: this.started,
       generation: this.deps.store.generation,
       synced: this.deps.sources.every((s) => s.synced) && this.appliedAtLeast(this.deps.store.generation),
-      known: { namespaces: snap.namespaces.length, pods: snap.pods.length, policies: snap.policies.length, workloads: snap.workloads.length },
+      known: this.deps.store.counts(),
+      runner: this.runner.stats(),
       lastApply: this.applied,
       lastError: this.lastError,
     }

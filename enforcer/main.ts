@@ -2,12 +2,11 @@
 import { Command, Option } from 'commander'
 import { agentConfig, DEFAULT_RUN_DIR, parseDuration, type RunFlags } from './config.ts'
 import { controlGet } from './control.ts'
-import { exec } from '../shared/exec.ts'
-import { createLogger, stderrSink } from '../shared/log.ts'
-import { Dataplane } from './dataplane/writer.ts'
-import { installCni } from '../cni/install.ts'
-import { runAgent } from './run.ts'
 import { printStatus } from './status.ts'
+
+// The agent, the writer and the installer load only when their command runs:
+// `status` is called in loops by scripts and must start fast (the agent pulls
+// in @kubernetes/client-node).
 
 const program = new Command('wren-enforcer').description('wren node agent: NetworkPolicy → per-workload iptables chains and ipsets')
 
@@ -28,6 +27,7 @@ program
   .action(async (flags: RunFlags) => {
     const { config, problems } = agentConfig(flags)
     if (problems.length) fail(`invalid configuration:\n  ${problems.join('\n  ')}`)
+    const { runAgent } = await import('./run.ts')
     await runAgent(config)
   })
 
@@ -53,6 +53,11 @@ program
   .command('cleanup')
   .description('remove every chain, rule and set wren owns, and nothing else')
   .action(async () => {
+    const [{ exec }, { createLogger, stderrSink }, { Dataplane }] = await Promise.all([
+      import('../shared/exec.ts'),
+      import('../shared/log.ts'),
+      import('./dataplane/writer.ts'),
+    ])
     const log = createLogger(stderrSink(), 'info', { component: 'wren-enforcer' })
     await new Dataplane({ exec, log }).cleanup()
   })
@@ -64,6 +69,7 @@ program
   .requiredOption('--conf-dir <dir>', 'CNI config directory, e.g. /etc/cni/net.d')
   .option('--pod-cidr <cidr...>', 'pod address ranges for the built-in IPAM (IPv4 and/or IPv6)')
   .action(async (o: { binDir: string; confDir: string; podCidr?: string[] }) => {
+    const { installCni } = await import('../cni/install.ts')
     const out = await installCni({ binDir: o.binDir, confDir: o.confDir, podCidrs: o.podCidr ?? [] })
     process.stdout.write(`${JSON.stringify(out)}\n`)
   })

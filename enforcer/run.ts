@@ -14,7 +14,7 @@ import { Store } from './store.ts'
 
 export async function runAgent(config: AgentConfig): Promise<void> {
   const log = createLogger(stderrSink(), config.logLevel, { component: 'wren-enforcer' })
-  const store = new Store(log)
+  const store = new Store({ log, nodeName: config.nodeName })
   const records = new RecordSource(config.stateDir, store, log)
   const sources: Source[] = [records, clusterSource(config, store, log)]
   const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem })

@@ -3,7 +3,7 @@
 //   cni/main.ts      -> dist/wren.mjs           self-contained: kubelet runs it per pod, so
 //                                               startup time is the budget (no node_modules at runtime)
 //   enforcer/main.ts -> dist/wren-enforcer.mjs  packages stay external (node_modules ship with it)
-import { existsSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
@@ -16,7 +16,8 @@ const common = { bundle: true, platform: 'node', target: 'node20', format: 'esm'
 
 const all = [
   { name: 'wren', entry: 'cni/main.ts', out: 'dist/wren.mjs', extra: { banner: { js: requireBanner } } },
-  { name: 'wren-enforcer', entry: 'enforcer/main.ts', out: 'dist/wren-enforcer.mjs', extra: { packages: 'external' } },
+  // split so that `status` never loads the agent's chunk (and @kubernetes/client-node with it)
+  { name: 'wren-enforcer', entry: 'enforcer/main.ts', out: 'dist/wren-enforcer.mjs', split: true, extra: { packages: 'external' } },
 ]
 // `node scripts/build.mjs wren` builds only the plugin; no argument builds both
 const wanted = process.argv.slice(2)
@@ -27,6 +28,9 @@ if (unknown.length) {
 }
 const targets = wanted.length ? all.filter((t) => wanted.includes(t.name)) : all
 
+// chunk names carry content hashes: drop the previous build's so none go stale
+rmSync(join(repo, 'dist', 'chunks'), { recursive: true, force: true })
+
 let failed = false
 for (const t of targets) {
   if (!existsSync(join(repo, t.entry))) {
@@ -34,7 +38,10 @@ for (const t of targets) {
     continue
   }
   try {
-    const r = await build({ ...common, ...t.extra, entryPoints: [t.entry], outfile: t.out, metafile: true })
+    const output = t.split
+      ? { splitting: true, outdir: 'dist', entryNames: '[name]', chunkNames: 'chunks/[name]-[hash]', outExtension: { '.js': '.mjs' }, entryPoints: [{ in: t.entry, out: t.name }] }
+      : { outfile: t.out, entryPoints: [t.entry] }
+    const r = await build({ ...common, ...t.extra, ...output, metafile: true })
     const bytes = Object.values(r.metafile.outputs).reduce((n, o) => n + o.bytes, 0)
     console.log(`built ${t.out} (${(bytes / 1024).toFixed(1)} KiB)`)
   } catch (e) {
