@@ -1,0 +1,113 @@
+// The agent's contract with the plugin and with `status --wait-synced`:
+// nothing is written before the sources are in sync, a waiter resolves only
+// once its generation is in the kernel, a failed apply is retried, and an
+// interface whose pod is unknown is never reported programmed.
+import t from 'tap'
+import { Agent, type Source } from '../enforcer/agent.ts'
+import { Store } from '../enforcer/store.ts'
+import { DEFAULT_ENFORCER_CONFIG } from '../enforcer/model.ts'
+import type { DesiredState } from '../enforcer/dataplane/types.ts'
+import { nullLogger } from '../shared/log.ts'
+
+class FakeSource implements Source {
+  synced = false
+  rescans = 0
+  private release!: () => void
+  private ready = new Promise<void>((r) => (this.release = r))
+  constructor(private readonly onRescan: () => void = () => {}) {}
+  start() {
+    return this.ready.then(() => {
+      this.synced = true
+    })
+  }
+  finishInitialSync() {
+    this.release()
+  }
+  async rescan() {
+    this.rescans++
+    this.onRescan()
+  }
+  async stop() {}
+}
+
+class FakeWriter {
+  applies: DesiredState[] = []
+  failNext = 0
+  async apply(s: DesiredState) {
+    if (this.failNext > 0) {
+      this.failNext--
+      throw new Error('iptables-restore: simulated failure')
+    }
+    this.applies.push(s)
+  }
+}
+
+const ns = { metadata: { name: 'demo', labels: {} } }
+const pod = (name: string) => ({ metadata: { name, namespace: 'demo', labels: { app: name } }, spec: { containers: [] } })
+const workload = (name: string, iface: string, ip: string) => ({ hostIface: iface, namespace: 'demo', pod: name, ips: [ip] })
+
+function setup(t: any) {
+  const store = new Store({ log: nullLogger })
+  const cluster = new FakeSource()
+  const records = new FakeSource()
+  const writer = new FakeWriter()
+  const agent = new Agent({ store, sources: [cluster, records], records, writer, config: DEFAULT_ENFORCER_CONFIG, log: nullLogger })
+  t.teardown(() => agent.stop())
+  return { store, cluster, records, writer, agent }
+}
+
+t.test('no kernel write before every source finished its initial sync', async (t) => {
+  const { store, cluster, records, writer, agent } = setup(t)
+  const started = agent.start()
+  records.finishInitialSync()
+  store.upsert('Namespace', ns)
+  await new Promise((r) => setTimeout(r, 50))
+  t.equal(writer.applies.length, 0, 'cluster source still listing: nothing applied')
+  cluster.finishInitialSync()
+  await started
+  t.ok(await agent.waitSynced(2000), 'synced after the initial sync')
+  t.ok(writer.applies.length >= 1)
+})
+
+t.test('waitSynced rescans every source and waits for the generation it saw', async (t) => {
+  const { store, cluster, records, writer, agent } = setup(t)
+  cluster.finishInitialSync()
+  records.finishInitialSync()
+  await agent.start()
+  await agent.waitSynced(2000)
+  const before = cluster.rescans
+  store.upsert('Namespace', ns)
+  store.upsert('Pod', pod('web'))
+  store.setWorkloads([workload('web', 'wren0000000001', '10.97.0.2')])
+  t.ok(await agent.waitSynced(2000))
+  t.equal(cluster.rescans, before + 1, 'the cluster source was rescanned')
+  t.same(writer.applies.at(-1)!.workloads, ['wren0000000001'], 'the last apply carries the new workload')
+})
+
+t.test('waitProgrammed: true once the workload has chains, false for a pod nobody knows', async (t) => {
+  const { store, cluster, records, agent } = setup(t)
+  cluster.finishInitialSync()
+  records.finishInitialSync()
+  await agent.start()
+  store.upsert('Namespace', ns)
+  store.upsert('Pod', pod('web'))
+  store.setWorkloads([workload('web', 'wren0000000001', '10.97.0.2'), workload('ghost', 'wren0000000002', '10.97.0.3')])
+  t.equal(await agent.waitProgrammed('wren0000000001', 2000), true)
+  t.equal(await agent.waitProgrammed('wren0000000002', 200), false, 'unknown pod: fail closed, never reported programmed')
+  store.upsert('Pod', pod('ghost'))
+  t.equal(await agent.waitProgrammed('wren0000000002', 2000), true, 'programmed once its pod is known')
+})
+
+t.test('a failed apply is retried and waiters resolve after the retry', async (t) => {
+  const { store, cluster, records, writer, agent } = setup(t)
+  cluster.finishInitialSync()
+  records.finishInitialSync()
+  await agent.start()
+  await agent.waitSynced(2000)
+  writer.failNext = 1
+  store.upsert('Namespace', ns)
+  const t0 = Date.now()
+  t.ok(await agent.waitSynced(5000), 'synced despite one failure')
+  t.ok(Date.now() - t0 >= 900, 'the retry came after the retry interval')
+  t.match(agent.status(), { synced: true, lastError: undefined })
+})
