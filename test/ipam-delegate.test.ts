@@ -62,6 +62,9 @@ t.test('host-local: ADD, repeated ADD, CHECK, DEL', { skip: !existsSync(join(SYS
     t.notOk(existsSync(join(data, 'dnet', r.ips[0].address.split('/')[0])), 'DEL released it')
   }
   t.equal((await rejects(ipamCheck(ctx(hostLocal(data), 'never')))).code, 999, 'host-local CHECK of an unknown container fails')
+  const { containerId: _c, ifname: _i, ...net } = ctx(hostLocal(data), 'x', '1.1.0')
+  await ipamGc(net, []) // host-local (CNI 1.0) knows no GC: skipped rather than failed
+  await ipamStatus(net)
 })
 
 t.test('the delegate gets our CNI_* env, the attachment and the whole netconf', async (t) => {
@@ -71,7 +74,7 @@ t.test('the delegate gets our CNI_* env, the attachment and the whole netconf', 
     cniVersion: '0.3.1', ips: [{ version: '4', address: '10.9.0.5/16', gateway: '10.9.0.1', interface: 0 }, { version: '6', address: 'FD00::5/64' }],
     routes: [{ dst: '0.0.0.0/0', gw: '10.9.0.1' }], dns: { nameservers: ['10.9.0.2'], domain: 'cluster.local', bogus: 1 },
   })
-  plugin('rec-ipam', `echo "$CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME $CNI_NETNS $CNI_ARGS" >> ${rec}; cat >> ${rec}; echo >> ${rec}\n[ "$CNI_COMMAND" = ADD ] && echo '${result}'\nexit 0`)
+  plugin('rec-ipam', `[ "$CNI_COMMAND" = VERSION ] && echo '{"supportedVersions":["1.0.0","1.1.0"]}' && exit 0\necho "$CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME $CNI_NETNS $CNI_ARGS" >> ${rec}; cat >> ${rec}; echo >> ${rec}\n[ "$CNI_COMMAND" = ADD ] && echo '${result}'\nexit 0`)
   const c = ctx({ type: 'rec-ipam', anything: ['goes'] })
   const r = await ipamAdd(c)
   t.same(r, {
@@ -99,6 +102,8 @@ t.test('misbehaving delegates give clear errors', async (t) => {
   plugin('err-ipam', `echo '{"cniVersion":"1.0.0","code":11,"msg":"pool busy","details":"retry in 5s"}'; exit 1`)
   plugin('garbage-ipam', `echo 'hello, world'`)
   plugin('mute-ipam', 'exit 3')
+  plugin('old11-ipam', `[ "$CNI_COMMAND" = VERSION ] && echo '{"supportedVersions":["0.4.0","1.0.0"]}' && exit 0\nexit 9`)
+  plugin('new11-ipam', `[ "$CNI_COMMAND" = VERSION ] && echo '{"supportedVersions":["1.1.0"]}' && exit 0\necho '{"code":50,"msg":"pool offline"}'; exit 1`)
   plugin('stderr-ipam', 'echo "cannot open /var/lib/x" >&2; exit 2')
   plugin('old-ipam', `echo '{"cniVersion":"0.2.0","ip4":{"ip":"10.0.0.2/24"}}'`)
   plugin('badip-ipam', `echo '{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.300/24"}],"routes":[{"dst":"x"}]}'`)
@@ -123,6 +128,11 @@ t.test('misbehaving delegates give clear errors', async (t) => {
   const { containerId: _c, ifname: _i, ...net } = ctx({ type: 'nope' })
   t.equal((await rejects(ipamStatus(net))).code, 50, 'a missing delegate on STATUS is "plugin not available"')
   t.equal((await rejects(ipamDel(ctx({ type: 'err-ipam' })))).code, 11, 'DEL passes errors through too')
+  const { containerId: _c1, ifname: _i1, ...old11 } = ctx({ type: 'old11-ipam' })
+  await ipamStatus(old11)
+  await ipamGc(old11, [])
+  const { containerId: _c2, ifname: _i2, ...new11 } = ctx({ type: 'new11-ipam' })
+  t.match(await rejects(ipamStatus(new11)), { code: 50, message: 'pool offline' }, 'a 1.1 delegate answers STATUS itself')
 })
 
 t.test('toIpamResult accepts every supported version and rejects non-objects', async (t) => {

@@ -131,9 +131,28 @@ export async function delegate(ctx: NetworkContext & Partial<Attachment>, comman
   const env: NodeJS.ProcessEnv = { ...ctx.env, CNI_COMMAND: command }
   if (ctx.containerId !== undefined) env.CNI_CONTAINERID = ctx.containerId
   if (ctx.ifname !== undefined) env.CNI_IFNAME = ctx.ifname
+  if ((command === 'GC' || command === 'STATUS') && !(await speaks11(ctx, plugin, env))) {
+    ctx.log.info('ipam: delegate predates CNI 1.1, skipping', { plugin, command })
+    return undefined
+  }
   ctx.log.debug('ipam: delegating', { plugin, command })
   const r = await ctx.exec(plugin, [], { input: JSON.stringify(netconf), env })
   return readOutput(r, type, command)
+}
+
+/**
+ * GC and STATUS exist since CNI 1.1.0; a delegate whose VERSION answer leaves 1.1.0 out (Debian's
+ * host-local speaks up to 1.0.0) would only fail with "unknown command", so it is not asked.
+ * An unreadable VERSION answer proceeds: the command itself then reports what is wrong.
+ */
+async function speaks11(ctx: NetworkContext, plugin: string, env: NodeJS.ProcessEnv): Promise<boolean> {
+  const r = await ctx.exec(plugin, [], { input: JSON.stringify({ cniVersion: ctx.netconf.cniVersion }), env: { ...env, CNI_COMMAND: 'VERSION' } })
+  try {
+    const versions = (JSON.parse(r.stdout) as { supportedVersions?: unknown }).supportedVersions
+    return !Array.isArray(versions) || versions.includes('1.1.0')
+  } catch {
+    return true
+  }
 }
 
 /** GC's netconf names the attachments to keep under the spec's "cni.dev/valid-attachments". */
