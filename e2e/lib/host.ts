@@ -2,7 +2,7 @@
 // a test's address ranges, and a cleanup stack that runs even when a test
 // fails. Every e2e test builds on these so that nothing it made outlives it.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -91,3 +91,43 @@ export function routesVia(dev: string): string[] {
 export const REPO = new URL('../../', import.meta.url).pathname.replace(/\/$/, '')
 export const WREN_BIN = join(REPO, 'bin', 'wren')
 export const ENFORCER_BIN = join(REPO, 'bin', 'wren-enforcer')
+
+const LOCK_DIR = '/run/wren-e2e.lock'
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Tests that own wren's chains (an agent, the writer, cleanup) need the kernel
+ * to themselves: two agents would each rewrite the other's dispatch chains.
+ * Takes a machine-wide lock (an atomic mkdir holding the owner's pid; a dead
+ * owner's lock is broken) and releases it on cleanup. Waits up to `waitMs`.
+ */
+export async function exclusiveKernel(cleanup: Cleanup, waitMs = 15 * 60_000): Promise<void> {
+  const deadline = Date.now() + waitMs
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR)
+      writeFileSync(join(LOCK_DIR, 'pid'), String(process.pid))
+      cleanup.push('kernel lock', () => rmSync(LOCK_DIR, { recursive: true, force: true }))
+      return
+    } catch (e: any) {
+      if (e?.code !== 'EEXIST') throw e
+    }
+    let owner = NaN
+    try {
+      owner = Number(readFileSync(join(LOCK_DIR, 'pid'), 'utf8'))
+    } catch {
+      /* being written or removed right now */
+    }
+    if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) rmSync(LOCK_DIR, { recursive: true, force: true })
+    if (Date.now() > deadline) throw new Error(`kernel lock ${LOCK_DIR} still held by pid ${owner} after ${waitMs} ms`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
