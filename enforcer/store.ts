@@ -63,6 +63,10 @@ export class Store extends EventEmitter {
 
   /** Removes one object whoever wrote it; false when it was not there. */
   remove(kind: Kind, namespace: string | undefined, name: string): boolean {
+    if (!this.maps.has(kind)) {
+      this.log.error(`refusing to remove ${kind} ${namespace ?? ''}/${name}: unknown kind`)
+      return false
+    }
     if (!this.map(kind).delete(objectKey(kind, namespace, name))) return false
     this.changed()
     return true
@@ -98,7 +102,12 @@ export class Store extends EventEmitter {
       return ok
     })
     const list = good
-      .map((w) => ({ hostIface: w.hostIface, namespace: w.namespace, pod: w.pod, ips: [...w.ips] }))
+      .map((w) => {
+        const copy: LocalWorkload = { hostIface: w.hostIface, ips: [...w.ips] }
+        if (w.namespace) copy.namespace = w.namespace
+        if (w.pod) copy.pod = w.pod
+        return copy
+      })
       .sort((a, b) => (a.hostIface < b.hostIface ? -1 : a.hostIface > b.hostIface ? 1 : 0))
     const canon = stableJson(list)
     if (canon === this.workloadsCanon) return false
