@@ -65,6 +65,16 @@ t.test('round-robin: a released address is not reused before the range wraps', a
   t.same(await add('g'), ['10.0.0.1/29'], 'wraps to the freed address')
 })
 
+t.test('a range set of several subnets is one ring', async (t) => {
+  const { add, ctx } = setup(t, { ranges: [[{ subnet: '10.0.0.0/30' }, { subnet: '10.0.1.0/30' }]] })
+  const got = []
+  for (const id of ['a', 'b', 'c', 'd']) got.push(...(await add(id)))
+  t.same(got, ['10.0.0.1/30', '10.0.0.2/30', '10.0.1.1/30', '10.0.1.2/30'], 'each address carries its own subnet prefix')
+  t.equal((await rejects(add('e'))).message, 'no free address in range 10.0.0.0/30, 10.0.1.0/30')
+  await ipamDel(ctx('b'))
+  t.same(await add('e'), ['10.0.0.2/30'], 'wraps from the last subnet to the first')
+})
+
 t.test('the hint is only a hint: garbage or an address outside the range is ignored', async (t) => {
   const { add, dir } = setup(t, { ranges: [[{ subnet: '10.0.0.0/29' }]] })
   t.same(await add('a'), ['10.0.0.1/29'])

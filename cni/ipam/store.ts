@@ -15,6 +15,9 @@
 // - only the owner's DEL or a GC removes a reservation. Removal renames the
 //   file aside first and checks the owner of what it moved, so a release that
 //   lost a race to another release never deletes a newer claim of the address.
+//   (Putting such a claim back is the one step that a kill, or a third claim
+//   landing in the same microseconds, could spoil; it needs two releases of
+//   one address at once, i.e. a GC racing the owner's DEL, to be reached.)
 //
 // Concurrency: lock-free; any number of processes may claim and release at once.
 // The round-robin hint (last_reserved_ip.<set>) is advisory and written by rename.
