@@ -10,6 +10,7 @@ export interface AgentConfig {
   runDir: string
   nodeName?: string
   logLevel: 'debug' | 'info' | 'warn' | 'error'
+  iptablesBackend: 'auto' | 'nft' | 'legacy'
   enforcer: EnforcerConfig
 }
 
@@ -25,6 +26,7 @@ export interface RunFlags {
   logLevel?: string
   setMaxElem?: string
   workloadToHost?: string
+  iptablesBackend?: string
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/wren'
@@ -52,6 +54,8 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
   if (!Number.isInteger(maxElem) || maxElem < 1024) problems.push(`--set-max-elem ${f.setMaxElem}: an integer of at least 1024`)
   const toHost = f.workloadToHost ?? 'accept'
   if (toHost !== 'accept' && toHost !== 'policy') problems.push(`--workload-to-host ${toHost}: accept or policy`)
+  const backend = (f.iptablesBackend ?? 'auto') as AgentConfig['iptablesBackend']
+  if (!['auto', 'nft', 'legacy'].includes(backend)) problems.push(`--iptables-backend ${backend}: auto, nft or legacy`)
   const config: AgentConfig = {
     manifestsDir: f.manifests,
     kubeconfig: f.kubeconfig,
@@ -60,6 +64,7 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
     runDir: f.runDir ?? DEFAULT_RUN_DIR,
     nodeName: f.nodeName,
     logLevel: level,
+    iptablesBackend: backend,
     enforcer: {
       ifacePrefix: prefix,
       acceptMark: f.acceptMark ? parseMark(f.acceptMark, problems) : DEFAULT_ENFORCER_CONFIG.acceptMark,

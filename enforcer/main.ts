@@ -23,6 +23,7 @@ program
   .option('--accept-mark <bit>', 'the mark bit meaning "policy accepted"', '0x10000')
   .option('--set-max-elem <n>', 'ipset maxelem', '65536')
   .addOption(new Option('--workload-to-host <mode>', 'pod → own node traffic').choices(['accept', 'policy']).default('accept'))
+  .addOption(new Option('--iptables-backend <mode>', 'iptables backend (auto: the one kubelet/kube-proxy use)').choices(['auto', 'nft', 'legacy']).default('auto'))
   .addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default('info'))
   .action(async (flags: RunFlags) => {
     const { config, problems } = agentConfig(flags)
@@ -50,16 +51,29 @@ program
   })
 
 program
+  .command('show')
+  .description("one workload's chains, the policy chains they jump to and the sets they match, with counters")
+  .argument('<target>', 'namespace/pod or host interface name')
+  .option('--state-dir <dir>', 'the plugin state dir holding workload records', '/var/lib/wren')
+  .addOption(new Option('--iptables-backend <mode>').choices(['auto', 'nft', 'legacy']).default('auto'))
+  .action(async (target: string, o: { stateDir: string; iptablesBackend: 'auto' | 'nft' | 'legacy' }) => {
+    const [{ exec }, { createLogger, stderrSink }, { show }] = await Promise.all([import('../shared/exec.ts'), import('../shared/log.ts'), import('./inspect.ts')])
+    const log = createLogger(stderrSink(), 'error')
+    process.stdout.write(await show({ target, stateDir: o.stateDir, exec, log, backend: o.iptablesBackend }))
+  })
+
+program
   .command('cleanup')
   .description('remove every chain, rule and set wren owns, and nothing else')
-  .action(async () => {
+  .addOption(new Option('--iptables-backend <mode>').choices(['auto', 'nft', 'legacy']).default('auto'))
+  .action(async (o: { iptablesBackend: 'auto' | 'nft' | 'legacy' }) => {
     const [{ exec }, { createLogger, stderrSink }, { Dataplane }] = await Promise.all([
       import('../shared/exec.ts'),
       import('../shared/log.ts'),
       import('./dataplane/writer.ts'),
     ])
     const log = createLogger(stderrSink(), 'info', { component: 'wren-enforcer' })
-    await new Dataplane({ exec, log }).cleanup()
+    await new Dataplane({ exec, log, backend: o.iptablesBackend }).cleanup()
   })
 
 program

@@ -17,7 +17,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   const store = new Store({ log, nodeName: config.nodeName })
   const records = new RecordSource(config.stateDir, store, log)
   const sources: Source[] = [records, clusterSource(config, store, log)]
-  const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem })
+  const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem, backend: config.iptablesBackend })
   const agent = new Agent({ store, sources, records, writer, config: config.enforcer, log })
 
   const server = await serveControl(config.runDir, {
