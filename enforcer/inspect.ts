@@ -90,7 +90,6 @@ async function describeSet(exec: Exec, name: string, max: number): Promise<strin
   const lines = r.stdout.split('\n')
   const start = lines.indexOf('Members:')
   const members = lines.slice(start + 1).filter(Boolean)
-  const comment = /comment "([^"]*)"/.exec(r.stdout)?.[1]
-  const head = `set ${name}${comment ? ` (${comment})` : ''}: ${members.length} members`
+  const head = `set ${name}: ${members.length} members`
   return [head, ...members.slice(0, max).map((m) => `  ${m}`), ...(members.length > max ? [`  … ${members.length - max} more`] : [])]
 }
