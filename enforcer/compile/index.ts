@@ -4,6 +4,16 @@
 // No I/O, no clock, no environment. The output depends only on the content of
 // the snapshot, never on the order of its lists: every collection is sorted by
 // a content key before it is emitted.
+//
+// Decisions worth knowing (each explained where it is implemented):
+// - A policy direction with any field wren cannot honour allows nothing but
+//   still isolates (policy.ts); an unusable spec.podSelector selects the whole
+//   namespace; an unknown policyType isolates both directions.
+// - Host-network and Succeeded/Failed pods are never peers (cluster.ts).
+// - Egress named ports use one cluster-wide ip,port set per (protocol, name),
+//   ANDed with the peer match (ports.ts); ingress named ports use the subject pods.
+// - A workload whose pod is unknown gets no chains, so dispatch drops it (workload.ts).
+// - A bad config (prefix, mark) throws: nothing is compiled, the kernel stays as it is.
 import type { Chain, DesiredState, Family, FamilyState, Problem } from '../dataplane/types.ts'
 import type { EnforcerConfig, NetworkPolicy, Snapshot } from '../model.ts'
 import { fixedChains, hooks } from './chains.ts'
