@@ -83,7 +83,8 @@ t.test('real kernel: apply, traffic, updates, drift, restart, cleanup', async (t
     return exec(cmd, args, opts)
   }
   const writes = () => calls.filter((c) => c.includes('restore'))
-  const dp = new Dataplane({ exec: recording, log: nullLogger, owner: OWNER })
+  // resyncMs 0: read the kernel on every apply, so the drift step below is seen at once
+  const dp = new Dataplane({ exec: recording, log: nullLogger, owner: OWNER, resyncMs: 0 })
   t.teardown(async () => {
     const errors = await cleanup.run()
     if (errors.length) console.error('teardown:', errors)

@@ -37,7 +37,7 @@ function setup(opts: { resyncMs?: number; now?: () => number } = {}) {
   k.table(4, 'filter').get('FORWARD')!.push('-m comment --comment "kube" -j KUBE-FORWARD')
   k.sets.set('KUBE-x', { type: 'hash:ip', family: 'inet', maxelem: 10, members: new Set(['1.1.1.1']) })
   const logs: string[] = []
-  const dp = new Dataplane({ exec: k.exec, log: createLogger((l) => logs.push(l), 'debug'), backend: 'nft', ...opts })
+  const dp = new Dataplane({ exec: k.exec, log: createLogger((l) => logs.push(l), 'debug'), backend: 'nft', resyncMs: 0, ...opts })
   return { k, dp, logs }
 }
 const chainNames = (k: FakeKernel, fam: 4 | 6, table: string) => [...k.table(fam, table).keys()].filter((c) => c.startsWith('wren'))
@@ -64,7 +64,7 @@ t.test('cold apply creates sets, then chains, then hooks; a second apply writes 
   t.match(again, { read: true, restores: 0, chainsWritten: 0, setsCreated: 0 })
   t.same(inputs(k, n), [], 'no-op apply writes nothing')
 
-  const restarted = new Dataplane({ exec: k.exec, log: nullLogger, backend: 'nft' })
+  const restarted = new Dataplane({ exec: k.exec, log: nullLogger, backend: 'nft', resyncMs: 0 })
   const m = k.calls.length
   t.match(await restarted.apply(sampleState()), { read: true, restores: 0 })
   t.same(inputs(k, m), [], 'a new writer on an up-to-date kernel writes nothing')
@@ -161,7 +161,7 @@ t.test('a large member change fills a temporary set and swaps it in', async (t) 
 t.test('a set whose maxelem changed is rebuilt by swap; a type change is refused', async (t) => {
   const { k, dp } = setup()
   await dp.apply(sampleState())
-  const big = new Dataplane({ exec: k.exec, log: nullLogger, backend: 'nft', setMaxElem: 131072 })
+  const big = new Dataplane({ exec: k.exec, log: nullLogger, backend: 'nft', setMaxElem: 131072, resyncMs: 0 })
   t.match(await big.apply(sampleState()), { setsSwapped: 2, restores: 1 })
   t.equal(k.sets.get('wren4i-peers')!.maxelem, 131072)
   k.sets.get('wren4i-peers')!.type = 'hash:net'
@@ -183,7 +183,7 @@ t.test('a stale set is destroyed only after the rules using it are gone', async 
   t.ok(k.sets.has('KUBE-x'))
 })
 
-t.test('drift repair: read every apply by default, from the cache until resyncMs', async (t) => {
+t.test('drift repair: read when the last read is resyncMs old, from the cache before', async (t) => {
   let clock = 0
   const { k, dp } = setup({ resyncMs: 1000, now: () => clock })
   await dp.apply(sampleState())

@@ -10,8 +10,11 @@ export class MemberError extends Error {
 }
 
 const PROTOS = new Set(['tcp', 'udp', 'sctp', 'udplite'])
+/** An IPv4 address already in canonical dotted-quad form (no leading zeros): the common case, checked without BigInt. */
+const PLAIN_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
 
 export function canonicalMember(type: SetType, family: Family, member: string, where: string): string {
+  if (family === 4 && type !== 'hash:ip,port' && PLAIN_V4.test(member)) return member
   const fail = (why: string) => new MemberError(`${where}: member ${JSON.stringify(member)} ${why}`)
   let text = member.trim()
   let nomatch = false

@@ -28,12 +28,24 @@ export interface Prepared {
   sets: Map<string, PreparedSet>
 }
 
+/**
+ * Renderings kept from the previous prepare, so an apply that changes one
+ * chain does not hash and render ten thousand rules again. Keys are the full
+ * content (JSON of the rules, NUL-joined members); each prepare keeps only the
+ * entries it used, so the memo never outgrows one desired state.
+ */
+export class PrepareMemo {
+  chains = new Map<string, RenderedChain>()
+  sets = new Map<string, Set<string>>()
+}
+
 export function hookRule(chain: string, target: string): Rule {
   return { match: [], action: ['-j', target], comment: `${OWNER_PREFIX} hook from ${chain}` }
 }
 
 /** `owner`: every chain and set must carry it, or the writer could not find them again. */
-export function prepare(state: DesiredState, maxelem: number, owner: string = OWNER_PREFIX): Prepared {
+export function prepare(state: DesiredState, maxelem: number, owner: string = OWNER_PREFIX, memo = new PrepareMemo()): Prepared {
+  const next = new PrepareMemo()
   const sets = new Map<string, PreparedSet>()
   for (const fs of [state.v4, state.v6]) {
     for (const set of fs.sets) {
@@ -41,18 +53,22 @@ export function prepare(state: DesiredState, maxelem: number, owner: string = OW
       if (!set.name.startsWith(owner)) throw new RenderError(`set ${set.name} does not start with ${owner}`)
       if (set.family !== fs.family) throw new RenderError(`set ${set.name} is IPv${set.family} but listed under v${fs.family}`)
       if (sets.has(set.name)) throw new RenderError(`set ${set.name} is defined twice`)
-      const members = canonicalMembers(set)
+      const key = `${set.type}\0${set.family}\0${set.name}\0${set.members.join('\0')}`
+      const members = memo.sets.get(key) ?? canonicalMembers(set)
+      next.sets.set(key, members)
       if (members.size > maxelem) throw new RenderError(`set ${set.name} has ${members.size} members, more than maxelem ${maxelem}`)
       sets.set(set.name, { set, members })
     }
   }
   const families = new Map<Family, Map<Table, PreparedTable>>()
-  families.set(4, prepareFamily(state.v4, sets, owner))
-  families.set(6, prepareFamily(state.v6, sets, owner))
+  families.set(4, prepareFamily(state.v4, sets, owner, memo, next))
+  families.set(6, prepareFamily(state.v6, sets, owner, memo, next))
+  memo.chains = next.chains
+  memo.sets = next.sets
   return { families, sets }
 }
 
-function prepareFamily(fs: FamilyState, sets: Map<string, PreparedSet>, owner: string): Map<Table, PreparedTable> {
+function prepareFamily(fs: FamilyState, sets: Map<string, PreparedSet>, owner: string, memo: PrepareMemo, next: PrepareMemo): Map<Table, PreparedTable> {
   const tables = new Map<Table, PreparedTable>()
   const table = (t: Table) => {
     let pt = tables.get(t)
@@ -63,7 +79,10 @@ function prepareFamily(fs: FamilyState, sets: Map<string, PreparedSet>, owner: s
     const pt = table(c.table)
     if (!c.name.startsWith(owner)) throw new RenderError(`chain ${c.name} does not start with ${owner}`)
     if (pt.chains.has(c.name)) throw new RenderError(`chain ${c.name} is defined twice in v${fs.family} ${c.table}`)
-    pt.chains.set(c.name, renderChain(c.name, c.rules))
+    const key = `${c.name}\0${JSON.stringify(c.rules)}`
+    const rc = memo.chains.get(key) ?? renderChain(c.name, c.rules)
+    next.chains.set(key, rc)
+    pt.chains.set(c.name, rc)
   }
   for (const c of fs.chains) {
     c.rules.forEach((r, i) => checkReferences(r, `v${fs.family} chain ${c.name} rule ${i}`, tables.get(c.table)!, sets, fs.family))

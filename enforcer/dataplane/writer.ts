@@ -16,7 +16,7 @@
 // except wren's hook rules in built-in chains.
 //
 // Cache: the kernel is read when there is no cache, after any failure, and when
-// the cache is older than `resyncMs` (0 = read on every apply). In between, the
+// the last read is older than `resyncMs` (0 = read on every apply). In between, the
 // diff runs against the cache, so a policy change costs only its own writes.
 //
 // Concurrency: apply, cleanup and status calls run one at a time, in order.
@@ -27,11 +27,17 @@ import type { Logger } from '../../shared/log.ts'
 import { type Backend, type BackendMode, RESTORE_ARGS, detectBackend } from './backend.ts'
 import { type KernelSet, type KernelTable, parseIpsetSave, parseSave } from './kernel.ts'
 import { type ActualState, type Plan, type PlanStats, makePlan } from './plan.ts'
-import { type Prepared, prepare } from './prepare.ts'
+import { type Prepared, PrepareMemo, prepare } from './prepare.ts'
 import { cleanupAll, countStatus, type KernelStatus } from './inventory.ts'
 import type { DesiredState, Family, Table } from './types.ts'
 
 export const DEFAULT_MAXELEM = 65536
+/**
+ * Reading 10,000 rules back through iptables-nft-save takes ~250 ms, more than
+ * a policy change may cost, so applies within this long of the last read trust
+ * the cache; the agent's periodic apply then repairs drift.
+ */
+export const DEFAULT_RESYNC_MS = 10_000
 /** Tables read on every kernel read even when the desired state does not use them, so leftovers are found. */
 const ALWAYS_READ: readonly Table[] = ['filter', 'raw']
 
@@ -42,7 +48,7 @@ export interface DataplaneOptions {
   backend?: BackendMode | 'auto' | Backend
   /** maxelem of every set wren creates. */
   setMaxElem?: number
-  /** Re-read the kernel when the cache is this old (drift repair). 0: read on every apply. */
+  /** Re-read the kernel when the last read is this old (drift repair). 0: read on every apply. Default DEFAULT_RESYNC_MS. */
   resyncMs?: number
   /** Prefix of everything this writer owns; must start with `wren`. */
   owner?: string
@@ -74,6 +80,7 @@ export class Dataplane {
   private backend: Backend | undefined
   private cache: { state: ActualState; readAt: number } | undefined
   private queue: Promise<unknown> = Promise.resolve()
+  private readonly memo = new PrepareMemo()
   private readonly maxelem: number
   private readonly owner: string
   private readonly now: () => number
@@ -121,8 +128,8 @@ export class Dataplane {
   private async applyNow(state: DesiredState): Promise<ApplyResult> {
     const t0 = this.now()
     const backend = await this.getBackend()
-    const desired = prepare(state, this.maxelem, this.owner) // throws before any write on a compiler bug
-    const fresh = !this.cache || t0 - this.cache.readAt >= (this.opts.resyncMs ?? 0)
+    const desired = prepare(state, this.maxelem, this.owner, this.memo) // throws before any write on a compiler bug
+    const fresh = !this.cache || t0 - this.cache.readAt >= (this.opts.resyncMs ?? DEFAULT_RESYNC_MS)
     const readAt = fresh ? t0 : this.cache!.readAt
     let actual: ActualState
     try {
