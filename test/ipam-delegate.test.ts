@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus, type IpamContext } from '../cni/ipam/index.ts'
 import { toIpamResult } from '../cni/ipam/delegate.ts'
+import { listEntries, writeEntry } from '../cni/ipam/journal.ts'
 import { CniError } from '../cni/errors.ts'
 import { exec } from '../shared/exec.ts'
 import { nullLogger } from '../shared/log.ts'
@@ -50,10 +51,7 @@ t.test('host-local: ADD, repeated ADD, CHECK, DEL', { skip: !existsSync(join(SYS
     t.match(r.ips, [{ address: /^10\.88\.0\.\d+\/24$/, gateway: '10.88.0.1' }], `a ${version} result converts`)
     t.same(r.routes, [{ dst: '0.0.0.0/0' }])
     t.ok(existsSync(join(data, 'dnet', r.ips[0].address.split('/')[0])), 'host-local reserved it on disk')
-    // host-local refuses a second ADD of one attachment; its error passes through unchanged.
-    const dup = await rejects(ipamAdd(c))
-    t.equal(dup.code, 999)
-    t.match(dup.message, /duplicate allocation is not allowed/)
+    t.same(await ipamAdd(c), r, 'a repeated ADD returns the same addresses (host-local alone would refuse it)')
     const withPrev = { ...c, netconf: { ...c.netconf, prevResult: { cniVersion: version, ips: r.ips } } }
     if (version === '0.3.1') t.match((await rejects(ipamCheck(withPrev))).message, /CHECK/, 'CHECK needs 0.4.0 or later')
     else t.same((await ipamCheck(withPrev)).ips, r.ips, 'CHECK answers with prevResult')
@@ -65,6 +63,29 @@ t.test('host-local: ADD, repeated ADD, CHECK, DEL', { skip: !existsSync(join(SYS
   const { containerId: _c, ifname: _i, ...net } = ctx(hostLocal(data), 'x', '1.1.0')
   await ipamGc(net, []) // host-local (CNI 1.0) knows no GC: skipped rather than failed
   await ipamStatus(net)
+})
+
+t.test('host-local: a retry after an interrupted ADD, and GC of a delegate that predates it', async (t) => {
+  const { data, ctx } = setup(t)
+  const held = () => readdirSync(join(data, 'dnet')).filter((n) => /^10\./.test(n))
+  const c = ctx(hostLocal(data), 'crashed')
+  // As left by wren killed while host-local was answering: the delegate holds an address, the journal says pending.
+  const r = await exec(join(SYSTEM_CNI, 'host-local'), [], { input: JSON.stringify(c.netconf), env: { ...c.env, CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'crashed', CNI_IFNAME: 'eth0' } })
+  t.equal(r.code, 0, r.stdout)
+  writeEntry(c.stateDir, 'dnet', { containerId: 'crashed', ifname: 'eth0' })
+  t.equal(held().length, 1)
+  const again = await ipamAdd(c)
+  t.equal(again.ips.length, 1)
+  t.same(held(), [again.ips[0].address.split('/')[0]], 'the interrupted reservation was released, not leaked')
+  await ipamAdd(ctx(hostLocal(data), 'kept'))
+  t.equal(held().length, 2)
+  const { containerId: _c, ifname: _i, ...net } = ctx(hostLocal(data), 'x', '1.0.0')
+  await ipamGc(net, [{ containerId: 'kept', ifname: 'eth0' }])
+  t.equal(held().length, 1, 'GC released the attachment that is no longer valid')
+  t.same(listEntries(c.stateDir, 'dnet'), [{ containerId: 'kept', ifname: 'eth0' }])
+  await ipamDel(ctx(hostLocal(data), 'kept'))
+  t.same(held(), [])
+  t.same(listEntries(c.stateDir, 'dnet'), [])
 })
 
 t.test('the delegate gets our CNI_* env, the attachment and the whole netconf', async (t) => {
@@ -120,7 +141,7 @@ t.test('misbehaving delegates give clear errors', async (t) => {
     ['../bin/sh', 7, /must be a plugin name, not a path/],
   ]
   for (const [type, code, msg, details] of cases) {
-    const e = await rejects(ipamAdd(ctx({ type })))
+    const e = await rejects(ipamAdd(ctx({ type }, `c-${type.replace(/\W/g, '')}`)))
     t.equal(e.code, code, `${type}: code`)
     t.match(e.message, msg, `${type}: msg`)
     if (details) t.match(e.details, details, `${type}: details`)
@@ -128,7 +149,8 @@ t.test('misbehaving delegates give clear errors', async (t) => {
   const { containerId: _c, ifname: _i, ...net } = ctx({ type: 'nope' })
   t.equal((await rejects(ipamStatus(net))).code, 50, 'a missing delegate on STATUS is "plugin not available"')
   t.equal((await rejects(ipamDel(ctx({ type: 'err-ipam' })))).code, 11, 'DEL passes errors through too')
-  const { containerId: _c1, ifname: _i1, ...old11 } = ctx({ type: 'old11-ipam' })
+  // a network of its own: GC DELs every journaled attachment of its network through the delegate
+  const { containerId: _c1, ifname: _i1, ...old11 } = { ...ctx({ type: 'old11-ipam' }), network: 'dnet2' }
   await ipamStatus(old11)
   await ipamGc(old11, [])
   const { containerId: _c2, ifname: _i2, ...new11 } = ctx({ type: 'new11-ipam' })

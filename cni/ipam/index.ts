@@ -3,13 +3,15 @@
 // delegated to the plugin of that name found in CNI_PATH.
 //
 // DEL and GC of the built-in allocator need only the data folder, not valid
-// ranges: a config edited after ADD must never strand an address.
+// ranges: a config edited after ADD must never strand an address. Delegated
+// ADDs are journaled (journal.ts) so that they are idempotent too.
 import { isAbsolute, join } from 'node:path'
 import { CniError, CNI_CODE } from '../errors.ts'
 import { checkCapacity, held, reserve, type Reservation } from './allocator.ts'
 import { parseBuiltinConfig, type BuiltinConfig } from './config.ts'
-import { delegate, gcNetconf, toIpamResult } from './delegate.ts'
+import { delegate, findPlugin, gcNetconf, toIpamResult } from './delegate.ts'
 import { formatCidr, formatIp } from './ipmath.ts'
+import { listEntries, readEntry, removeEntry, writeEntry } from './journal.ts'
 import { networkDir, owns, releaseWhere, scan, sweepTemps, type Owner } from './store.ts'
 import type { Attachment, IpamContext, IpamResult, NetworkContext } from './types.ts'
 
@@ -54,7 +56,7 @@ function toResult(cfg: BuiltinConfig, rs: Reservation[]): IpamResult {
 
 /** Idempotent per containerId+ifname: a second ADD of the same attachment returns the same addresses. */
 export async function ipamAdd(ctx: IpamContext): Promise<IpamResult> {
-  if (!isBuiltin(ctx)) return toIpamResult(await delegate(ctx, 'ADD'), ipamType(ctx))
+  if (!isBuiltin(ctx)) return delegatedAdd(ctx)
   const owner = ownerOf(ctx)
   const { cfg, dir } = builtin(ctx)
   const rs = reserve(cfg, dir, owner, ctx.log)
@@ -64,7 +66,7 @@ export async function ipamAdd(ctx: IpamContext): Promise<IpamResult> {
 
 /** Idempotent: releasing what was never reserved succeeds. */
 export async function ipamDel(ctx: IpamContext): Promise<void> {
-  if (!isBuiltin(ctx)) return void (await delegate(ctx, 'DEL'))
+  if (!isBuiltin(ctx)) return delegatedDel(ctx)
   const owner = ownerOf(ctx)
   const released = releaseWhere(looseDir(ctx), owns(owner), (msg) => ctx.log.error(msg))
   ctx.log.info('ipam: released', { network: ctx.network, ...owner, addresses: released })
@@ -75,7 +77,7 @@ export async function ipamCheck(ctx: IpamContext): Promise<IpamResult> {
   if (!isBuiltin(ctx)) {
     // A delegate's CHECK prints nothing on success; the addresses are then the ones in prevResult.
     const out = await delegate(ctx, 'CHECK')
-    const prev = out ?? ctx.netconf.prevResult
+    const prev = out ?? ctx.netconf.prevResult ?? readEntry(ctx.stateDir, ctx.network, ownerOf(ctx))?.result
     return prev === undefined ? { ips: [], routes: [] } : toIpamResult(prev, ipamType(ctx))
   }
   const owner = ownerOf(ctx)
@@ -93,7 +95,7 @@ export async function ipamCheck(ctx: IpamContext): Promise<IpamResult> {
 
 /** Releases every reservation whose attachment is not in `valid`. */
 export async function ipamGc(ctx: NetworkContext, valid: Attachment[]): Promise<void> {
-  if (!isBuiltin(ctx)) return void (await delegate(ctx, 'GC', gcNetconf(ctx, valid)))
+  if (!isBuiltin(ctx)) return delegatedGc(ctx, valid)
   const keep = new Set(valid.map((a) => `${a.containerId}\n${a.ifname}`))
   const dir = looseDir(ctx)
   const released = releaseWhere(dir, (o) => !keep.has(`${o.containerId}\n${o.ifname}`), (msg) => ctx.log.error(msg))
@@ -106,4 +108,36 @@ export async function ipamStatus(ctx: NetworkContext): Promise<void> {
   if (!isBuiltin(ctx)) return void (await delegate(ctx, 'STATUS'))
   const { cfg, dir } = builtin(ctx)
   checkCapacity(cfg, dir)
+}
+
+/** The journaled result of a completed ADD; after an interrupted one, the delegate releases before it allocates again. */
+async function delegatedAdd(ctx: IpamContext): Promise<IpamResult> {
+  const a = ownerOf(ctx)
+  findPlugin(ipamType(ctx), ctx.env.CNI_PATH, 'ADD') // a missing plugin fails before anything is written
+  const prior = readEntry(ctx.stateDir, ctx.network, a)
+  if (prior?.result) return prior.result
+  if (prior) {
+    ctx.log.warn('ipam: an earlier ADD of this attachment did not finish; the delegate releases it first', { ...a })
+    await delegate(ctx, 'DEL')
+  }
+  writeEntry(ctx.stateDir, ctx.network, a)
+  const result = toIpamResult(await delegate(ctx, 'ADD'), ipamType(ctx))
+  writeEntry(ctx.stateDir, ctx.network, { ...a, result })
+  return result
+}
+
+async function delegatedDel(ctx: IpamContext): Promise<void> {
+  await delegate(ctx, 'DEL')
+  removeEntry(ctx.stateDir, ctx.network, ownerOf(ctx))
+}
+
+/** Journaled attachments not in `valid` are DELeted one by one, which also serves delegates that predate GC. */
+async function delegatedGc(ctx: NetworkContext, valid: Attachment[]): Promise<void> {
+  const keep = new Set(valid.map((a) => `${a.containerId}\n${a.ifname}`))
+  for (const a of listEntries(ctx.stateDir, ctx.network)) {
+    if (keep.has(`${a.containerId}\n${a.ifname}`)) continue
+    await delegate({ ...ctx, ...a }, 'DEL')
+    removeEntry(ctx.stateDir, ctx.network, a)
+  }
+  await delegate(ctx, 'GC', gcNetconf(ctx, valid))
 }
