@@ -16,12 +16,13 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   const log = createLogger(stderrSink(), config.logLevel, { component: 'wren-enforcer' })
   const store = new Store({ log, nodeName: config.nodeName })
   const records = new RecordSource(config.stateDir, store, log)
-  const sources: Source[] = [records, clusterSource(config, store, log)]
+  const cluster = clusterSource(config, store, log)
+  const sources: Source[] = [records, cluster]
   const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem, backend: config.iptablesBackend })
   const agent = new Agent({ store, sources, records, writer, config: config.enforcer, log })
 
   const server = await serveControl(config.runDir, {
-    status: async () => ({ ...agent.status(), kernel: await writer.status() }),
+    status: async () => ({ ...agent.status(), source: sourceStatus(cluster), kernel: await writer.status() }),
     waitSynced: (ms) => agent.waitSynced(ms),
     waitProgrammed: (iface, ms) => agent.waitProgrammed(iface, ms),
   })
@@ -40,7 +41,13 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   await new Promise<void>((resolve) => server.close(() => resolve()))
 }
 
-function clusterSource(config: AgentConfig, store: Store, log: ReturnType<typeof createLogger>): Source {
+/** What the cluster source can tell an operator: files it could not load, or informer counters. */
+function sourceStatus(source: ManifestSource | KubeSource): Record<string, unknown> {
+  if (source instanceof ManifestSource) return { manifests: { problems: source.problems() } }
+  return { kubernetes: source.stats() }
+}
+
+function clusterSource(config: AgentConfig, store: Store, log: ReturnType<typeof createLogger>): ManifestSource | KubeSource {
   if (config.manifestsDir) return new ManifestSource(config.manifestsDir, store, log)
   const kubeConfig = new KubeConfig()
   if (config.inCluster) kubeConfig.loadFromCluster()

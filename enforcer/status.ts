@@ -6,6 +6,7 @@ export function printStatus(s: any): void {
   if (s.lastApply) out.push(`last apply:  ${s.lastApply.at} in ${s.lastApply.durationMs} ms, ${s.lastApply.workloads.length} workloads programmed`)
   if (s.kernel) out.push(`kernel:      ${JSON.stringify(s.kernel)}`)
   if (s.lastError) out.push(`last error:  ${s.lastError}`)
+  for (const p of s.source?.manifests?.problems ?? []) out.push(`manifest:    ${p.file}: ${p.message}`)
   const problems = s.lastApply?.problems ?? []
   out.push(`problems:    ${problems.length ? '' : 'none'}`)
   for (const p of problems) out.push(`  ${p.object}: ${p.message} → ${p.effect}`)
