@@ -131,10 +131,13 @@ function planTable(family: Family, table: Table, want: PreparedTable, have: Kern
   const decl: string[] = []
   const body: string[] = []
   for (const [name, rc] of want.chains) {
-    if (sameList(rc.hashes, have?.chains.get(name))) continue
+    const current = have?.chains.get(name)
+    if (sameList(rc.hashes, current)) continue
     stats.chainsWritten++
     decl.push(`:${name} - [0:0]`)
-    body.push(`-F ${name}`, ...rc.lines)
+    // the declaration alone flushes under --noflush; the explicit -F says so to a reader of the logged input
+    if (current) body.push(`-F ${name}`)
+    body.push(...rc.lines)
   }
   const hookLines = planHooks(want.hooks, have?.foreign ?? new Map(), stats)
   const write = decl.length || hookLines.length ? restoreText(table, [...decl, ...hookLines.deletes, ...body, ...hookLines.inserts]) : undefined
