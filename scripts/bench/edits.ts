@@ -1,0 +1,89 @@
+// Change → programmed: a manifest edit is written, then the agent is asked to
+// rescan and answer once the kernel holds it (`/synced`, what
+// `wren-enforcer status --wait-synced` calls). Timed from just before the write
+// to the answer; the agent's own figures for the same apply come from its
+// status and its debug log.
+import { AgentLog, applyCosts, type ApplyCost } from './agentlog.ts'
+import type { ManifestFolder } from './manifests.ts'
+import { agentStatus, synced, type Dirs } from './node.ts'
+import { podObj, type Obj, type SynthCluster, type SynthPod } from './synth.ts'
+
+export interface EditRun {
+  /** Write → /synced answered, per edit. */
+  wallMs: number[]
+  /** The agent's lastApply.durationMs (compile + write) per edit. */
+  agentMs: number[]
+  costs: ApplyCost
+  /** Edits the agent saw as no change (should be 0). */
+  noops: number
+}
+
+export interface EditEnv {
+  dirs: Dirs
+  folder: ManifestFolder
+  log: AgentLog
+  /** Pause after each edit so the watcher's own (debounced) rescan is over before the next. */
+  settleMs: number
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+function mergeCosts(all: ApplyCost[]): ApplyCost {
+  const out: ApplyCost = { syncMs: [], readMs: [], writeMs: [], writerMs: [], restores: [] }
+  for (const c of all) for (const k of Object.keys(out) as (keyof ApplyCost)[]) out[k].push(...c[k])
+  return out
+}
+
+export async function timeEdits(env: EditEnv, n: number, edit: (i: number) => void): Promise<EditRun> {
+  const run: EditRun = { wallMs: [], agentMs: [], costs: applyCosts([]), noops: 0 }
+  const costs: ApplyCost[] = []
+  let generation = (await agentStatus(env.dirs)).lastApply?.generation ?? 0
+  for (let i = 0; i < n; i++) {
+    await sleep(env.settleMs)
+    env.log.mark()
+    const t0 = performance.now()
+    edit(i)
+    await synced(env.dirs)
+    run.wallMs.push(performance.now() - t0)
+    const st = await agentStatus(env.dirs)
+    if (st.lastApply.generation === generation) run.noops++
+    generation = st.lastApply.generation
+    run.agentMs.push(st.lastApply.durationMs)
+    costs.push(applyCosts(env.log.read()))
+  }
+  run.costs = mergeCosts(costs)
+  return run
+}
+
+/** Remote pods whose tier flips between web and api: in and out of every "from tier=web" peer set of their namespace. */
+export function labelCandidates(c: SynthCluster, count: number): SynthPod[] {
+  const localNs = new Set(c.pods.filter((p) => p.local).map((p) => p.namespace))
+  return c.pods.filter((p) => !p.local && localNs.has(p.namespace) && (p.labels.tier === 'web' || p.labels.tier === 'api')).slice(0, count)
+}
+
+export function flipTier(folder: ManifestFolder, pod: SynthPod, nodeName: string): void {
+  pod.labels = { ...pod.labels, tier: pod.labels.tier === 'web' ? 'api' : 'web' }
+  folder.update(podObj(pod, nodeName))
+}
+
+/** The "pod-peers" policy of the first local pod's namespace: it selects every pod there, so its chain is programmed. */
+export function policyToEdit(c: SynthCluster): Obj {
+  const ns = c.pods.find((p) => p.local)!.namespace
+  const p = c.policies.find((x) => x.metadata.namespace === ns && x.metadata.name.endsWith('-pod-peers') && Object.keys(x.spec.podSelector).length === 0)
+  if (!p) throw new Error(`no pod-peers policy selecting all of ${ns}: too few policies for the namespaces`)
+  return p
+}
+
+export function setPolicyPort(folder: ManifestFolder, policy: Obj, port: number): void {
+  policy.spec = { ...policy.spec, ingress: [{ ...policy.spec.ingress[0], ports: [{ protocol: 'TCP', port }] }] }
+  folder.update(policy)
+}
+
+/** Untimed check that a label flip really moves set members: the kernel's member count before and after. */
+export async function membersDelta(env: EditEnv, flip: () => void): Promise<number> {
+  const before = (await agentStatus(env.dirs)).kernel?.members ?? NaN
+  flip()
+  await synced(env.dirs)
+  const after = (await agentStatus(env.dirs)).kernel?.members ?? NaN
+  return after - before
+}

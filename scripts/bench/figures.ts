@@ -1,0 +1,89 @@
+// What a run measured, turned into the table's rows and the notes under it.
+import { applyCosts, type ApplyCost, type LogEntry } from './agentlog.ts'
+import type { ConnResult } from './connrate.ts'
+import type { EditRun } from './edits.ts'
+import type { RawTimes } from './rawload.ts'
+import { ms, percentile, row, summary, type Row } from './report.ts'
+import type { Options } from '../bench-enforcer.ts'
+
+export interface Figures {
+  options: Options
+  folder: { files: number; objects: number; bytes: number }
+  wireMs: number
+  coldWallMs: number
+  cold: { status: any; entries: LogEntry[] }
+  raw: RawTimes
+  captured: { ruleLines: number; setLines: number }
+  labelMembersDelta: number
+  labels: EditRun
+  policy: EditRun
+  policyName: string
+  conn: ConnResult
+  kernelAfter: any
+  memory: { hwmMiB: number; rssMiB: number }
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
+const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ')
+
+function costLine(what: string, c: ApplyCost): string {
+  const p = (xs: number[]) => (xs.length ? `p50 ${ms(percentile(xs, 50))} / p99 ${ms(percentile(xs, 99))}` : 'none logged')
+  return `${what}: agent sync (compile+write) ${p(c.syncMs)}; writer kernel read ${p(c.readMs)}, writes ${p(c.writeMs)}, restores/apply ${c.restores.length ? percentile(c.restores, 50) : '-'}`
+}
+
+function coldRows(f: Figures): Row[] {
+  const agentMs = f.cold.status.lastApply.durationMs
+  const ratio = f.coldWallMs / f.raw.totalMs
+  const rawText = `raw load ${ms(f.raw.totalMs)} (ipset ${ms(f.raw.ipsetMs)} + iptables ${ms(f.raw.iptablesMs)})`
+  return [
+    row('cold sync: spawn → /synced', ms(f.coldWallMs), '≤ 2000 ms', rawText, f.coldWallMs <= 2000),
+    row('cold sync ÷ raw load', `${ratio.toFixed(2)}x`, '≤ 1.5x', rawText, ratio <= 1.5),
+    row('cold sync: agent lastApply', ms(agentMs), '', rawText),
+  ]
+}
+
+function editRow(figure: string, r: EditRun, targetP99: number): Row[] {
+  const p99 = percentile(r.wallMs, 99)
+  return [
+    row(`${figure}: write → /synced`, summary(r.wallMs), `p99 ≤ ${targetP99} ms`, `in-agent ${summary(r.agentMs)}`, p99 <= targetP99),
+  ]
+}
+
+function kernelRows(f: Figures): Row[] {
+  const k = f.cold.status.kernel
+  return [
+    row('chains / rules (v4; v6)', `${k.v4.chains} / ${k.v4.rules}; ${k.v6.chains} / ${k.v6.rules}`, '', `${f.captured.ruleLines} rule lines saved`),
+    row('ipsets / members', `${k.sets} / ${k.members}`, '', `${f.captured.setLines} ipset lines saved`),
+    row('agent peak RSS (VmHWM)', `${f.memory.hwmMiB.toFixed(0)} MiB`, '≤ 200 MB', `RSS at end ${f.memory.rssMiB.toFixed(0)} MiB`, f.memory.hwmMiB * 1.048576 <= 200),
+  ]
+}
+
+function connRows(f: Figures): Row[] {
+  const none = mean(f.conn.none)
+  const withP = mean(f.conn.withPolicies)
+  const ratio = withP / none
+  return [
+    row(`new conns/s, ${f.conn.policies} policies on receiver`, `${withP.toFixed(0)}/s`, '', `no policy ${none.toFixed(0)}/s`),
+    row('conn rate ratio (policies ÷ none)', `${ratio.toFixed(3)}x`, '≥ 0.9x', `runs: none [${list(f.conn.none)}], policies [${list(f.conn.withPolicies)}]`, ratio >= 0.9),
+  ]
+}
+
+export function buildRows(f: Figures): { title: string; rows: Row[]; notes: string[] } {
+  const o = f.options
+  const known = f.cold.status.known
+  const title = `wren-enforcer benchmark: ${known.Pod} pods, ${known.NetworkPolicy} policies, ${known.Namespace} namespaces, ${known.workloads} local workloads (${f.folder.files} manifest files, ${(f.folder.bytes / 1e6).toFixed(1)} MB)`
+  const rows = [...coldRows(f), ...editRow('pod label change', f.labels, 50), ...editRow('policy change', f.policy, 150), ...kernelRows(f), ...connRows(f)]
+  const notes = [
+    `setup: ${o.local} pods wired by bin/wren ADD in ${ms(f.wireMs)}; label edits flip tier web↔api of remote pods (one flip moved ${f.labelMembersDelta} set members); policy edits change the port of ${f.policyName}`,
+    costLine('cold sync', applyCosts(f.cold.entries)),
+    costLine('label edits', f.labels.costs),
+    costLine('policy edits', f.policy.costs),
+    `write → /synced minus in-agent sync = manifest rescan (every file re-read and re-parsed) + runner debounce + socket round trip: label p50 ${ms(percentile(diff(f.labels), 50))}, policy p50 ${ms(percentile(diff(f.policy), 50))}`,
+    `edits the agent saw as no change: labels ${f.labels.noops}, policy ${f.policy.noops}`,
+  ]
+  return { title, rows, notes }
+}
+
+function diff(r: EditRun): number[] {
+  return r.wallMs.map((w, i) => w - r.agentMs[i])
+}
