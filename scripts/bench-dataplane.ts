@@ -84,7 +84,7 @@ async function repeat(label: string, dp: Dataplane, states: DesiredState[]): Pro
     ms.push(t)
     last = r
   }
-  console.log(`${label.padEnd(34)} ${stats(ms)}; last: read ${last!.read}, restores ${last!.restores}, read ${last!.readMs.toFixed(1)} ms`)
+  console.log(`${label.padEnd(34)} ${stats(ms)}; last: read ${last!.read}, restores ${last!.restores}, prepare ${last!.prepareMs.toFixed(1)} ms, read ${last!.readMs.toFixed(1)} ms`)
 }
 
 async function main(): Promise<void> {
@@ -113,7 +113,7 @@ async function main(): Promise<void> {
       dp = new Dataplane({ exec, log: nullLogger, backend, owner: OWNER, resyncMs: 0 })
       const [cold, r] = await time(() => dp.apply(base))
       coldMs.push(cold)
-      console.log(`  run ${i}: raw ${rawMs[i].toFixed(0)} ms, cold apply ${cold.toFixed(0)} ms (read ${r.readMs.toFixed(0)}, write ${r.writeMs.toFixed(0)}, restores ${r.restores})`)
+      console.log(`  run ${i}: raw ${rawMs[i].toFixed(0)} ms, cold apply ${cold.toFixed(0)} ms (prepare ${r.prepareMs.toFixed(0)}, read ${r.readMs.toFixed(0)}, write ${r.writeMs.toFixed(0)}, restores ${r.restores})`)
       if (i < 2) await cleaner.cleanup()
     }
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[1]

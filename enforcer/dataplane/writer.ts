@@ -19,6 +19,11 @@
 // the last read is older than `resyncMs` (0 = read on every apply). In between, the
 // diff runs against the cache, so a policy change costs only its own writes.
 //
+// Errors: a desired state that fails validation (a compiler bug) throws a
+// RenderError/MemberError before anything is written; a failed read or write
+// throws DataplaneError naming the phase and the exact input, after logging it,
+// and drops the cache so the runner's retry starts from a fresh read.
+//
 // Concurrency: apply, cleanup and status calls run one at a time, in order.
 // Other writers (kube-proxy) are kept apart by the xtables lock (--wait).
 import { OWNER_PREFIX } from '../../shared/names.ts'
@@ -60,6 +65,9 @@ export interface ApplyResult extends PlanStats {
   read: boolean
   /** Restore commands run (0 for a no-op). */
   restores: number
+  /** Validating and rendering the desired state (and detecting the backend on first use). */
+  prepareMs: number
+  /** Reading the kernel (0 when the cache was used). */
   readMs: number
   writeMs: number
   totalMs: number
@@ -129,6 +137,7 @@ export class Dataplane {
     const t0 = this.now()
     const backend = await this.getBackend()
     const desired = prepare(state, this.maxelem, this.owner, this.memo) // throws before any write on a compiler bug
+    const tp = this.now()
     const fresh = !this.cache || t0 - this.cache.readAt >= (this.opts.resyncMs ?? DEFAULT_RESYNC_MS)
     const readAt = fresh ? t0 : this.cache!.readAt
     let actual: ActualState
@@ -144,7 +153,7 @@ export class Dataplane {
     const restores = await this.write(backend, plan)
     this.cache = { state: expectedState(desired, actual, this.maxelem), readAt }
     const t2 = this.now()
-    const result: ApplyResult = { ...plan.stats, read: fresh, restores, readMs: t1 - t0, writeMs: t2 - t1, totalMs: t2 - t0 }
+    const result: ApplyResult = { ...plan.stats, read: fresh, restores, prepareMs: tp - t0, readMs: t1 - tp, writeMs: t2 - t1, totalMs: t2 - t0 }
     if (restores) this.opts.log.info('dataplane applied', { ...result })
     else this.opts.log.debug('dataplane unchanged', { read: fresh, totalMs: result.totalMs })
     return result
