@@ -92,7 +92,7 @@ function readStdin(): string {
 }
 
 if (isEntry()) {
-  const code = await dispatch({ env: process.env, stdin: readStdin(), stdout: (t) => process.stdout.write(t + '\n') })
-  // exit now: stdout to a pipe is written synchronously, and no idle handle may keep the runtime waiting
-  process.exit(code)
+  // exit as soon as the answer is out: stdout to a pipe or file is written synchronously,
+  // and no idle handle may keep the runtime waiting
+  void dispatch({ env: process.env, stdin: readStdin(), stdout: (t) => process.stdout.write(t + '\n') }).then((code) => process.exit(code))
 }
