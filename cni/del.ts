@@ -12,6 +12,7 @@ import { unwireHost } from './veth.ts'
 
 export async function cmdDel(ctx: Ctx): Promise<Result | undefined> {
   const { env, conf, exec, log } = ctx
+  const started = Date.now()
   const record = readRecord(conf.stateDir, env.containerId, env.ifname)
   const hostIface = record?.hostIface ?? hostIfaceName(conf.ifacePrefix, { ...podIdentity(env), containerId: env.containerId })
   const owner = otherOwner(conf.stateDir, hostIface, env.containerId, env.ifname)
@@ -24,7 +25,7 @@ export async function cmdDel(ctx: Ctx): Promise<Result | undefined> {
   }
   await ipamDel(ipamContext(ctx))
   removeRecord(conf.stateDir, env.containerId, env.ifname)
-  log.info('DEL done', { hostIface, hadRecord: !!record })
+  log.info('DEL done', { hostIface, hadRecord: !!record, ms: Date.now() - started })
   return undefined
 }
 
