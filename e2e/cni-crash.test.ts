@@ -157,16 +157,15 @@ t.test('killed inside a slow delegated IPAM right after it reserved', async (t) 
   t.equal(crashed.links.length, 0, 'no veth yet')
   rmSync(slow)
 
-  // host-local refuses a second ADD of an attachment it already serves ("duplicate allocation");
-  // making delegated ADDs idempotent is cni/ipam's contract (ipamAdd), not yet met for delegates
-  const todo = 'cni/ipam: delegated ADD is not idempotent yet'
+  // host-local alone refuses a second ADD of an attachment it serves ("duplicate allocation");
+  // cni/ipam's journal of delegated ADDs makes the retry succeed without leaking the first claim
   const again = await runWren('ADD', conf, { ...att, args: { IgnoreUnknown: '1' } }, path)
-  t.equal(again.code, 0, `re-ADD succeeds: ${again.stdout}`, { todo })
+  t.equal(again.code, 0, `re-ADD succeeds: ${again.stdout}`)
   const second = await runWren('ADD', conf, { ...other, args: { IgnoreUnknown: '1' } }, path)
   t.equal(second.code, 0)
   const ips = [...resultIps(again.json), ...resultIps(second.json)]
-  t.equal(new Set(ips).size, 2, 'two pods, two addresses', { todo })
-  t.equal(leftovers(state, dataDir).reservations.length, 2, 'the killed ADD reservation was reused, not leaked', { todo })
+  t.equal(new Set(ips).size, 2, 'two pods, two addresses')
+  t.equal(leftovers(state, dataDir).reservations.length, 2, 'the killed ADD reservation did not leak')
   for (const a of [att, other]) t.equal((await runWren('DEL', conf, a, path)).code, 0)
   t.same(leftovers(state, dataDir), NOTHING, 'nothing leaks')
   t.same(readdirSync(bin).sort(), ['reserved', 'wtc-slow-ipam'])
