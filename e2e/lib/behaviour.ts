@@ -10,13 +10,13 @@
 //           outcomes (ok / refused / x / error) with the first few samples.
 //   stream: one TCP connection to an echo server, a line every 100 ms; each
 //           echo is reported on stdout as it arrives ("echo N").
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import { Cleanup, ENFORCER_BIN, WREN_BIN, REPO, exclusiveKernel, sh, trySh } from './host.ts'
+import { Cleanup, REPO, exclusiveKernel, sh, trySh } from './host.ts'
 import { Cluster, NODE_NAME, delay, run, stopProcess, type Pod } from './cluster.ts'
 import { NODE_BIN, probeFrom, type ProbeSpec } from './probe.ts'
 
@@ -33,6 +33,7 @@ export async function session(t: Test, body: (s: Session) => Promise<void>, extr
   await exclusiveKernel(cleanup)
   const cluster = new Cluster()
   try {
+    await noForeignAgents(t)
     await cluster.start()
     await body({ cluster, cleanup })
   } catch (e) {
@@ -44,16 +45,39 @@ export async function session(t: Test, body: (s: Session) => Promise<void>, extr
   }
 }
 
+/**
+ * Some runs (seed scenarios, benchmarks) start agents without taking the kernel
+ * lock, and their clusters name netns `ws-N` like ours: wait until none runs.
+ */
+async function noForeignAgents(t: Test): Promise<void> {
+  const deadline = Date.now() + 10 * 60_000
+  for (let said = false; ; said = true) {
+    const agents = trySh('pgrep', ['-af', 'wren-enforcer.mjs run']).stdout.trim()
+    if (!agents) return
+    if (Date.now() > deadline) throw new Error(`other wren agents still running after 10 min:\n${agents}`)
+    if (!said) t.comment(`waiting for other wren agents to finish:\n${agents}`)
+    await delay(1000)
+  }
+}
+
+/** What marks a line or set as wren's own (other tests use owner prefixes like `wrendp`, `wrenbench`). */
+export const WREN = /wren-|wren\+|wren[46][inp]-/
+
+/** `*-save` output; rule sets of concurrent benchmarks can exceed the default 1 MiB buffer. */
+export function save(cmd: string, args: string[] = []): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', maxBuffer: 512 << 20, stdio: ['ignore', 'pipe', 'pipe'] })
+}
+
 /** wren's chains, rules and sets, the test netns and links, the test routes. */
 export function leftovers(): string[] {
   const out: string[] = []
   for (const l of sh('ip', ['netns', 'list']).split('\n')) if (/^(ws-|wb-)/.test(l)) out.push(`netns ${l.split(' ')[0]}`)
   for (const l of sh('ip', ['-o', 'link', 'show']).split('\n')) {
     const name = l.split(':')[1]?.trim().split('@')[0]
-    if (name && /^(wren|wtst)/.test(name)) out.push(`link ${name}`)
+    if (name && /^(wren[0-9a-f]{11}$|wrenstray|wtst)/.test(name)) out.push(`link ${name}`)
   }
-  for (const save of ['iptables-save', 'ip6tables-save']) for (const l of trySh(save, []).stdout.split('\n')) if (/wren(?!dp)/.test(l)) out.push(`${save}: ${l}`)
-  for (const l of trySh('ipset', ['list', '-n']).stdout.split('\n')) if (/^(wren(?!dp)|wtest)/.test(l)) out.push(`ipset ${l}`)
+  for (const cmd of ['iptables-save', 'ip6tables-save']) for (const l of save(cmd).split('\n')) if (WREN.test(l)) out.push(`${cmd}: ${l}`)
+  for (const l of save('ipset', ['list', '-n']).split('\n')) if (/^wren[46][inp]-|^wtest/.test(l)) out.push(`ipset ${l}`)
   for (const cidr of ['10.92.0.0/16', '10.93.0.0/16', '10.94.0.0/24', '10.97.0.0/16']) if (sh('ip', ['route', 'show', 'exact', cidr]).trim()) out.push(`route ${cidr}`)
   return out
 }
@@ -90,7 +114,7 @@ export function to(pod: Pod, port: number, expect: 'ok' | 'x', udp = false): Cas
 
 /** `status --json` of the session's agent. */
 export function status(cluster: Cluster): any {
-  return JSON.parse(sh(ENFORCER_BIN, ['status', '--run-dir', cluster.runDir, '--json']))
+  return JSON.parse(sh(cluster.enforcerBin, ['status', '--run-dir', cluster.runDir, '--json']))
 }
 
 /** The running agent of `cluster`: found by its unique run dir on the command line. */
@@ -118,13 +142,13 @@ export async function startAgent(s: Session): Promise<void> {
   const c = s.cluster
   const log = openSync(join(c.logDir, 'agent.log'), 'a')
   const args = ['run', '--manifests', c.manifests, '--state-dir', c.stateDir, '--run-dir', c.runDir, '--node-name', NODE_NAME, '--log-level', 'debug']
-  const agent = spawn(ENFORCER_BIN, args, { stdio: ['ignore', log, log] })
+  const agent = spawn(c.enforcerBin, args, { stdio: ['ignore', log, log] })
   closeSync(log)
   s.cleanup.push('stop restarted agent', () => stopProcess(agent, 5000))
   const deadline = Date.now() + 15_000
   for (;;) {
     if (agent.exitCode !== null) throw new Error(`restarted agent exited ${agent.exitCode}`)
-    if ((await run(ENFORCER_BIN, ['status', '--run-dir', c.runDir, '--wait-synced', '--timeout', '2s'])).code === 0) return
+    if ((await run(c.enforcerBin, ['status', '--run-dir', c.runDir, '--wait-synced', '--timeout', '2s'])).code === 0) return
     if (Date.now() > deadline) throw new Error('restarted agent not synced after 15 s')
     await delay(100)
   }
@@ -142,25 +166,25 @@ export async function removeSandbox(cluster: Cluster, pod: Pod): Promise<void> {
     CNI_PATH: `${REPO}/bin:/usr/lib/cni`,
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${s.namespace};K8S_POD_NAME=${s.name};K8S_POD_UID=uid-${s.namespace}-${s.name}`,
   }
-  const r = await run(WREN_BIN, [], JSON.stringify(cluster.netconf()), env)
+  const r = await run(cluster.wrenBin, [], JSON.stringify(cluster.netconf()), env)
   if (r.code !== 0) throw new Error(`CNI DEL ${s.namespace}/${s.name}: ${r.stdout} ${r.stderr}`)
   trySh('ip', ['netns', 'del', pod.netns])
   cluster.pods.delete(`${s.namespace}/${s.name}`)
 }
 
 /** Lines of `*-save` output that mention wren, counters zeroed (they change with traffic). */
-export function wrenRules(save = 'iptables-save'): string[] {
-  return sh(save, [])
+export function wrenRules(cmd = 'iptables-save'): string[] {
+  return save(cmd)
     .split('\n')
-    .filter((l) => l.includes('wren'))
+    .filter((l) => WREN.test(l))
     .map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]'))
 }
 
 /** Members of every wren ipset, by set name. */
 export function wrenSets(): Map<string, string[]> {
   const sets = new Map<string, string[]>()
-  for (const l of sh('ipset', ['save']).split('\n')) {
-    const m = /^add (wren\S+) (.+)$/.exec(l)
+  for (const l of save('ipset', ['save']).split('\n')) {
+    const m = /^add (wren[46][inp]-\S+) (.+)$/.exec(l)
     if (m) sets.set(m[1]!, [...(sets.get(m[1]!) ?? []), m[2]!])
   }
   return sets
