@@ -17,6 +17,7 @@ import type { EnforcerConfig } from './model.ts'
 import { compile } from './compile/index.ts'
 import { Store } from './store.ts'
 import { Runner } from './runner.ts'
+import type { AgentMetrics } from './metrics.ts'
 
 export interface Source {
   start(): Promise<void>
@@ -37,6 +38,7 @@ export interface AgentDeps {
   writer: Writer
   config: EnforcerConfig
   log: Logger
+  metrics?: AgentMetrics
   now?: () => number
 }
 
@@ -94,12 +96,15 @@ export class Agent {
       await writer.apply(desired)
     } catch (e) {
       this.lastError = (e as Error).message
+      this.deps.metrics?.failed()
       log.error('apply failed; will retry', { generation, err: this.lastError })
       throw e
     }
     this.lastError = undefined
     this.programmed = new Set(desired.workloads)
     this.applied = { generation, at: new Date().toISOString(), durationMs: now() - t0, workloads: desired.workloads, problems: desired.problems }
+    this.deps.metrics?.applied(generation, this.applied.durationMs / 1000, desired.workloads.length, desired.problems.length)
+    this.deps.metrics?.storeCounts(store.counts())
     for (const p of desired.problems) log.warn('policy problem', { ...p })
     log.debug('applied', { generation, ms: this.applied.durationMs, workloads: desired.workloads.length })
     this.wake()

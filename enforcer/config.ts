@@ -11,6 +11,7 @@ export interface AgentConfig {
   nodeName?: string
   logLevel: 'debug' | 'info' | 'warn' | 'error'
   iptablesBackend: 'auto' | 'nft' | 'legacy'
+  metricsPort?: number
   enforcer: EnforcerConfig
 }
 
@@ -27,6 +28,7 @@ export interface RunFlags {
   setMaxElem?: string
   workloadToHost?: string
   iptablesBackend?: string
+  metricsPort?: string
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/wren'
@@ -56,6 +58,8 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
   if (toHost !== 'accept' && toHost !== 'policy') problems.push(`--workload-to-host ${toHost}: accept or policy`)
   const backend = (f.iptablesBackend ?? 'auto') as AgentConfig['iptablesBackend']
   if (!['auto', 'nft', 'legacy'].includes(backend)) problems.push(`--iptables-backend ${backend}: auto, nft or legacy`)
+  const metricsPort = f.metricsPort === undefined ? undefined : Number(f.metricsPort)
+  if (metricsPort !== undefined && !(Number.isInteger(metricsPort) && metricsPort > 0 && metricsPort < 65536)) problems.push(`--metrics-port ${f.metricsPort}: a TCP port`)
   const config: AgentConfig = {
     manifestsDir: f.manifests,
     kubeconfig: f.kubeconfig,
@@ -65,6 +69,7 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
     nodeName: f.nodeName,
     logLevel: level,
     iptablesBackend: backend,
+    metricsPort,
     enforcer: {
       ifacePrefix: prefix,
       acceptMark: f.acceptMark ? parseMark(f.acceptMark, problems) : DEFAULT_ENFORCER_CONFIG.acceptMark,

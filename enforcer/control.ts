@@ -17,6 +17,7 @@ export interface ControlHandlers {
   status(): Promise<Record<string, unknown>> | Record<string, unknown>
   waitSynced(timeoutMs: number): Promise<boolean>
   waitProgrammed(iface: string, timeoutMs: number): Promise<boolean>
+  metrics?(): Promise<string>
 }
 
 const MAX_WAIT_MS = 120_000
@@ -48,6 +49,10 @@ export async function serveControl(runDir: string, h: ControlHandlers): Promise<
     }
     try {
       if (url.pathname === '/status') return reply(200, await h.status())
+      if (url.pathname === '/metrics' && h.metrics) {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
+        return res.end(await h.metrics())
+      }
       if (url.pathname === '/synced') {
         const ok = await h.waitSynced(parseTimeout(url.searchParams.get('timeoutMs'), 10_000))
         return reply(ok ? 200 : 504, { synced: ok })

@@ -25,6 +25,7 @@ program
   .addOption(new Option('--workload-to-host <mode>', 'pod → own node traffic').choices(['accept', 'policy']).default('accept'))
   .addOption(new Option('--iptables-backend <mode>', 'iptables backend (auto: the one kubelet/kube-proxy use)').choices(['auto', 'nft', 'legacy']).default('auto'))
   .addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default('info'))
+  .option('--metrics-port <port>', 'serve Prometheus metrics on this TCP port (also on the control socket at /metrics)')
   .action(async (flags: RunFlags) => {
     const { config, problems } = agentConfig(flags)
     if (problems.length) fail(`invalid configuration:\n  ${problems.join('\n  ')}`)

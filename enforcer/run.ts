@@ -11,6 +11,8 @@ import { KubeSource } from './sources/kube.ts'
 import { ManifestSource } from './sources/manifests.ts'
 import { RecordSource } from './sources/records.ts'
 import { Store } from './store.ts'
+import { AgentMetrics } from './metrics.ts'
+import { createServer, type Server } from 'node:http'
 
 export async function runAgent(config: AgentConfig): Promise<void> {
   const log = createLogger(stderrSink(), config.logLevel, { component: 'wren-enforcer' })
@@ -19,13 +21,16 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   const cluster = clusterSource(config, store, log)
   const sources: Source[] = [records, cluster]
   const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem, backend: config.iptablesBackend })
-  const agent = new Agent({ store, sources, records, writer, config: config.enforcer, log })
+  const metrics = new AgentMetrics()
+  const agent = new Agent({ store, sources, records, writer, config: config.enforcer, log, metrics })
 
   const server = await serveControl(config.runDir, {
     status: async () => ({ ...agent.status(), source: sourceStatus(cluster), kernel: await writer.status() }),
     waitSynced: (ms) => agent.waitSynced(ms),
     waitProgrammed: (iface, ms) => agent.waitProgrammed(iface, ms),
+    metrics: () => metrics.text(),
   })
+  const scrape = config.metricsPort ? await serveMetrics(config.metricsPort, metrics) : undefined
   log.info('control socket ready', { runDir: config.runDir })
   await agent.start()
 
@@ -39,6 +44,18 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   })
   await agent.stop()
   await new Promise<void>((resolve) => server.close(() => resolve()))
+  scrape?.close()
+}
+
+/** /metrics on TCP for Prometheus (the agent runs on the host network). */
+async function serveMetrics(port: number, metrics: AgentMetrics): Promise<Server> {
+  const server = createServer(async (req, res) => {
+    if (req.url !== '/metrics') return res.writeHead(404).end()
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
+    res.end(await metrics.text())
+  })
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, () => resolve()))
+  return server
 }
 
 /** What the cluster source can tell an operator: files it could not load, or informer counters. */

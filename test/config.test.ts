@@ -1,0 +1,42 @@
+// The agent's flags: defaults, and every problem reported at once.
+import t from 'tap'
+import { agentConfig, parseDuration } from '../enforcer/config.ts'
+import { AgentMetrics } from '../enforcer/metrics.ts'
+
+t.test('defaults with one source', async (t) => {
+  const { config, problems } = agentConfig({ manifests: '/m' })
+  t.same(problems, [])
+  t.match(config, { manifestsDir: '/m', stateDir: '/var/lib/wren', runDir: '/var/run/wren', iptablesBackend: 'auto', enforcer: { ifacePrefix: 'wren', acceptMark: 0x10000, allowWorkloadToHost: true } })
+})
+
+t.test('every problem at once', async (t) => {
+  const { problems } = agentConfig({ manifests: '/m', kubeconfig: '/k', ifacePrefix: 'Bad-Prefix', acceptMark: '0x3', logLevel: 'loud', setMaxElem: '5', workloadToHost: 'maybe', iptablesBackend: 'xt', metricsPort: '70000' })
+  t.equal(problems.length, 8, problems.join('\n'))
+  t.match(problems.join('\n'), /exactly one source[\s\S]*iface-prefix[\s\S]*log-level[\s\S]*set-max-elem[\s\S]*workload-to-host[\s\S]*iptables-backend[\s\S]*metrics-port[\s\S]*accept-mark/)
+})
+
+t.test('accept mark must be one bit and not kube-proxy’s', async (t) => {
+  t.match(agentConfig({ manifests: '/m', acceptMark: '0x4000' }).problems, [/kube-proxy/])
+  t.same(agentConfig({ manifests: '/m', acceptMark: '0x200000' }).config.enforcer.acceptMark, 0x200000)
+})
+
+t.test('durations', async (t) => {
+  t.equal(parseDuration('500ms'), 500)
+  t.equal(parseDuration('10s'), 10_000)
+  t.equal(parseDuration('2m'), 120_000)
+  t.equal(parseDuration('3'), 3000)
+  t.throws(() => parseDuration('soon'), /bad duration/)
+})
+
+t.test('metrics count applies and failures', async (t) => {
+  const m = new AgentMetrics(false)
+  m.applied(7, 0.012, 3, 1)
+  m.failed()
+  m.storeCounts({ Pod: 4, 'Pod/manifests': 4, workloads: 3 })
+  const text = await m.text()
+  t.match(text, /wren_applies_total\{result="ok"\} 1/)
+  t.match(text, /wren_applies_total\{result="error"\} 1/)
+  t.match(text, /wren_workloads_programmed 3/)
+  t.match(text, /wren_store_objects\{kind="Pod"\} 4/)
+  t.notMatch(text, /Pod\/manifests/)
+})
