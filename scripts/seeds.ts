@@ -6,6 +6,9 @@ import { scenarios } from '../e2e/scenarios/index.ts'
 import { runScenario } from '../e2e/scenarios/run.ts'
 import { LEGEND, formatMatrix, mismatches } from '../e2e/scenarios/matrix.ts'
 
+// a closed pipe (`scripts/seeds | head`) must not kill the run before its teardown
+process.stdout.on('error', () => {})
+
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
     console.error('seeds: needs root (network namespaces, iptables, ipset)')

@@ -10,11 +10,11 @@
 // ADD (the Pod object exists before its sandbox), and every change is followed
 // by `wren-enforcer status --wait-synced` instead of sleeping.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { openSync, renameSync, rmSync, writeFileSync, closeSync } from 'node:fs'
-import { join } from 'node:path'
+import { closeSync, cpSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { stringify } from 'yaml'
-import { Cleanup, ENFORCER_BIN, REPO, WREN_BIN, addNetns, blackhole, sh, tempDir, trySh } from './host.ts'
+import { Cleanup, REPO, addNetns, blackhole, sh, tempDir, trySh } from './host.ts'
 import type { Labels, NamespaceSpec, PodSpec } from '../scenarios/types.ts'
 
 export const POD_CIDR = '10.92.0.0/16'
@@ -54,6 +54,9 @@ export class Cluster {
   readonly pods = new Map<string, Pod>()
   private agent?: ChildProcess
   private netnsSeq = 0
+  /** This run's copies of bin/wren and bin/wren-enforcer (see snapshotBinaries). */
+  wrenBin = ''
+  enforcerBin = ''
 
   /** Starts the agent on fresh folders; blackholes every range the tests use first. */
   async start(): Promise<void> {
@@ -65,19 +68,44 @@ export class Cluster {
     this.stateDir = join(root, 'state')
     this.runDir = join(root, 'run')
     this.logDir = root
-    for (const d of [this.manifests, this.stateDir, this.runDir]) sh('mkdir', ['-p', d])
+    for (const d of [this.manifests, this.stateDir, this.runDir]) mkdirSync(d, { recursive: true })
+    await this.snapshotBinaries(root)
     this.cleanup.push('wren-enforcer cleanup', () => {
-      const r = trySh(ENFORCER_BIN, ['cleanup'])
+      const r = trySh(this.enforcerBin, ['cleanup'])
       if (r.code !== 0) throw new Error(`wren-enforcer cleanup: ${r.stderr.trim()}`)
     })
     this.startAgent()
     await this.waitAgentUp()
   }
 
+  /**
+   * Copies bin/ and dist/ into the run's folder: other people rebuild dist/ in
+   * this checkout while a run is in progress, and a half-written build must
+   * not break the plugin or the agent half way through (nor the teardown).
+   */
+  private async snapshotBinaries(root: string): Promise<void> {
+    const base = join(root, 'build')
+    for (let attempt = 1; ; attempt++) {
+      rmSync(base, { recursive: true, force: true })
+      mkdirSync(base)
+      cpSync(join(REPO, 'bin'), join(base, 'bin'), { recursive: true })
+      cpSync(join(REPO, 'dist'), join(base, 'dist'), { recursive: true })
+      symlinkSync(join(REPO, 'node_modules'), join(base, 'node_modules'))
+      this.wrenBin = join(base, 'bin', 'wren')
+      this.enforcerBin = join(base, 'bin', 'wren-enforcer')
+      const ok = trySh(this.enforcerBin, ['--help']).code === 0 && trySh('sh', ['-c', `CNI_COMMAND=VERSION ${this.wrenBin} </dev/null`]).code === 0
+      if (ok) return
+      // a partial build (e.g. `build.mjs wren` drops the enforcer's chunks): build everything
+      if (attempt === 2) trySh(process.execPath, [join(REPO, 'scripts', 'build.mjs')])
+      if (attempt === 10) throw new Error(`bin/wren or bin/wren-enforcer does not run (is dist/ built? node scripts/build.mjs)`)
+      await delay(1000)
+    }
+  }
+
   private startAgent(): void {
     const log = openSync(join(this.logDir, 'agent.log'), 'a')
     const args = ['run', '--manifests', this.manifests, '--state-dir', this.stateDir, '--run-dir', this.runDir, '--node-name', NODE_NAME, '--log-level', 'debug']
-    const agent = spawn(ENFORCER_BIN, args, { stdio: ['ignore', log, log] })
+    const agent = spawn(this.enforcerBin, args, { stdio: ['ignore', log, log] })
     closeSync(log)
     this.agent = agent
     this.cleanup.push('stop agent', () => stopProcess(agent, 5000))
@@ -87,15 +115,19 @@ export class Cluster {
     const deadline = Date.now() + 15000
     for (;;) {
       if (this.agent?.exitCode != null) throw new Error(`agent exited ${this.agent.exitCode}; log ${this.logDir}/agent.log`)
-      if (trySh(ENFORCER_BIN, ['status', '--run-dir', this.runDir, '--wait-synced', '--timeout', '2s']).code === 0) return
+      if (trySh(this.enforcerBin, ['status', '--run-dir', this.runDir, '--wait-synced', '--timeout', '2s']).code === 0) return
       if (Date.now() > deadline) throw new Error(`agent not synced after 15s; log ${this.logDir}/agent.log`)
       await delay(100)
     }
   }
 
+  get agentPid(): number | undefined {
+    return this.agent?.pid
+  }
+
   /** Returns once the kernel holds every change present in the sources now. */
   async sync(): Promise<void> {
-    const r = await run(ENFORCER_BIN, ['status', '--run-dir', this.runDir, '--wait-synced', '--timeout', '10s'])
+    const r = await run(this.enforcerBin, ['status', '--run-dir', this.runDir, '--wait-synced', '--timeout', '10s'])
     if (r.code !== 0) throw new Error(`wren-enforcer status --wait-synced failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`)
   }
 
@@ -171,10 +203,10 @@ export class Cluster {
       CNI_CONTAINERID: containerId,
       CNI_NETNS: netns,
       CNI_IFNAME: 'eth0',
-      CNI_PATH: `${REPO}/bin:/usr/lib/cni`,
+      CNI_PATH: `${dirname(this.wrenBin)}:/usr/lib/cni`,
       CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${spec.namespace};K8S_POD_NAME=${spec.name};K8S_POD_UID=${uidOf(spec)}`,
     }
-    return run(WREN_BIN, [], JSON.stringify(this.netconf()), env)
+    return run(this.wrenBin, [], JSON.stringify(this.netconf()), env)
   }
 
   netconf(): Record<string, unknown> {

@@ -5,7 +5,7 @@
 import { Cluster } from '../lib/cluster.ts'
 import { probeFrom, type ProbeSpec } from '../lib/probe.ts'
 import { sh, trySh } from '../lib/host.ts'
-import { cpSync, mkdirSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { KUBE_DNS_IP, NODE_IP, OUTSIDE_BANNER, OUTSIDE_IP, OUTSIDE_NETNS, World, kubeDnsPod, kubeDnsService } from './world.ts'
@@ -58,7 +58,8 @@ async function perform(a: Action, cluster: Cluster, world: World): Promise<void>
 function probeFor(row: Row, col: Column, cluster: Cluster, world: World): { spec: ProbeSpec; banners?: string[] } {
   const bind = 'outside' in row ? row.outside : undefined
   const ns = 'pod' in row ? row.pod.split('/')[0]! : 'default'
-  const ids = (svc: string) => world.backends(svc).map((p) => `${p.spec.namespace}/${p.spec.name}`)
+  // a name may be probed before its Service exists (expected nodns): no banner can match then
+  const ids = (svc: string) => (world.services.has(svc) ? world.backends(svc).map((p) => `${p.spec.namespace}/${p.spec.name}`) : [])
   switch (col.kind) {
     case 'pod': {
       const kind = col.protocol === 'UDP' ? 'udp' : 'tcp'
@@ -105,7 +106,17 @@ export async function measure(sc: Scenario, step: Step, cluster: Cluster, world:
 export async function runScenario(sc: Scenario, onStep: (r: StepResult) => void | Promise<void> = () => {}, log: (m: string) => void = () => {}): Promise<ScenarioResult> {
   const t0 = Date.now()
   for (const step of sc.steps) expectedGrid(sc, step) // a typo in the data fails before any setup
+  const unlock = await hostLock(log)
+  try {
+    return await runLocked(sc, onStep, log, t0)
+  } finally {
+    unlock()
+  }
+}
+
+async function runLocked(sc: Scenario, onStep: (r: StepResult) => void | Promise<void>, log: (m: string) => void, t0: number): Promise<ScenarioResult> {
   await waitForCleanHost(log)
+  const before = new Set(leftovers()) // other people's objects (a parallel test) are not ours to report
   const cluster = new Cluster()
   const world = new World(cluster)
   const steps: StepResult[] = []
@@ -118,7 +129,10 @@ export async function runScenario(sc: Scenario, onStep: (r: StepResult) => void 
       for (const a of step.actions) await perform(a, cluster, world)
       await world.refresh()
       await cluster.sync()
+      const foreign = foreignAgents(cluster.agentPid)
       const matrix = await measure(sc, step, cluster, world)
+      foreign.push(...foreignAgents(cluster.agentPid))
+      if (foreign.length) log(`INTERFERENCE: another wren agent ran during this step, results unreliable: ${[...new Set(foreign)].join('; ')}`)
       const r = { index, step, matrix, ms: Date.now() - ts }
       steps.push(r)
       await onStep(r)
@@ -131,7 +145,7 @@ export async function runScenario(sc: Scenario, onStep: (r: StepResult) => void 
     log(`${sc.seed}: ${error ? error.message + '; ' : ''}logs kept in ${kept}`)
   }
   const teardownErrors = await cluster.teardown()
-  return { steps, error, teardownErrors, leftovers: leftovers(), ms: Date.now() - t0 }
+  return { steps, error, teardownErrors, leftovers: leftovers().filter((l) => !before.has(l)), ms: Date.now() - t0 }
 }
 
 /** Everything of ours a finished run must not leave behind. */
@@ -143,21 +157,39 @@ export function leftovers(): string[] {
     if (name && (name.startsWith('wren') || name.startsWith('wsout'))) out.push(`link ${name}`)
   }
   for (const save of ['iptables-save', 'iptables-legacy-save']) {
-    for (const l of trySh(save, []).stdout.split('\n')) if (/^:(wren|WSEED)/.test(l)) out.push(`${save} chain ${l.split(' ')[0]!.slice(1)}`)
+    for (const l of trySh(save, []).stdout.split('\n')) if (/^:(wren-|WSEED)/.test(l)) out.push(`${save} chain ${l.split(' ')[0]!.slice(1)}`)
   }
-  for (const l of trySh('ipset', ['list', '-n']).stdout.split('\n')) if (l.startsWith('wren')) out.push(`ipset ${l}`)
+  // wren's set names: wren + family + kind + '-' (shared/names.ts)
+  for (const l of trySh('ipset', ['list', '-n']).stdout.split('\n')) if (/^wren[46][inp]-/.test(l)) out.push(`ipset ${l}`)
   for (const cidr of ['10.92.0.0/16', '10.93.0.0/16', '10.94.0.0/24']) {
     if (sh('ip', ['route', 'show', 'exact', cidr]).trim()) out.push(`route ${cidr}`)
   }
   return out
 }
 
+/** pid: command line of every running `wren-enforcer run` except `mine`. */
+export function foreignAgents(mine?: number): string[] {
+  const out: string[] = []
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    if (Number(pid) === mine || Number(pid) === process.pid) continue
+    let argv: string[]
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+    } catch {
+      continue
+    }
+    if (argv.some((a) => a.includes('wren-enforcer')) && argv.includes('run')) out.push(`${pid}: ${argv.join(' ').trim()}`)
+  }
+  return out
+}
+
 /** Another wren agent (a parallel test run) would fight ours over the same chains: wait for it. */
 async function waitForCleanHost(log: (m: string) => void): Promise<void> {
-  const deadline = Date.now() + 120_000
+  const deadline = Date.now() + 300_000
   let said = false
   for (;;) {
-    const left = leftovers()
+    // only what would collide with our run: pods, the outside link, the agent's fixed chains
+    const left = [...foreignAgents().map((a) => `agent ${a}`), ...leftovers().filter((l) => /^(netns ws-|link wsout|route |iptables-save chain WSEED)/.test(l))]
     if (!left.length) return
     if (Date.now() > deadline) throw new Error(`host not clean (another test running, or a killed run left): ${left.slice(0, 8).join(', ')}`)
     if (!said) log(`waiting for the host to be free of wren objects: ${left.slice(0, 4).join(', ')}…`)
@@ -178,4 +210,35 @@ function keepLogs(sc: Scenario, cluster: Cluster): string {
     }
   }
   return dest
+}
+
+export const LOCK_DIR = '/run/wren-e2e.lock'
+
+/**
+ * One wren agent per host: runs that start an agent take this lock (a
+ * directory holding the owner's pid; a dead owner's lock is taken over).
+ */
+export async function hostLock(log: (m: string) => void): Promise<() => void> {
+  const deadline = Date.now() + 600_000
+  let said = false
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR)
+      writeFileSync(join(LOCK_DIR, 'pid'), String(process.pid))
+      return () => rmSync(LOCK_DIR, { recursive: true, force: true })
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    }
+    let owner = 0
+    try {
+      owner = Number(readFileSync(join(LOCK_DIR, 'pid'), 'utf8'))
+    } catch {
+      /* being written or removed */
+    }
+    if (owner && !existsSync(`/proc/${owner}`)) rmSync(LOCK_DIR, { recursive: true, force: true })
+    if (Date.now() > deadline) throw new Error(`${LOCK_DIR} held by pid ${owner} for 10 minutes`)
+    if (!said && owner) log(`waiting for ${LOCK_DIR} (held by pid ${owner})`)
+    said = said || !!owner
+    await new Promise((r) => setTimeout(r, 500))
+  }
 }
