@@ -6,7 +6,7 @@ import { compile } from '../enforcer/compile/index.ts'
 import type { Chain, DesiredState, FamilyState } from '../enforcer/dataplane/types.ts'
 import { DEFAULT_ENFORCER_CONFIG } from '../enforcer/model.ts'
 import { policyChain, setName } from '../shared/names.ts'
-import { flow, ns, pod, policy, snapshot, verdict, workload } from './compile-sim.ts'
+import { flow, ns, pod, policy, snapshot, verdict, workload } from './lib/compile-sim.ts'
 
 const cfg = DEFAULT_ENFORCER_CONFIG
 const chain = (fs: FamilyState, name: string): Chain | undefined => fs.chains.find((c) => c.name === name)

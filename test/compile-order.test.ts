@@ -4,7 +4,7 @@ import t from 'tap'
 import { compile } from '../enforcer/compile/index.ts'
 import type { DesiredState } from '../enforcer/dataplane/types.ts'
 import { DEFAULT_ENFORCER_CONFIG, type Snapshot } from '../enforcer/model.ts'
-import { ns, pod, policy, snapshot, workload } from './compile-sim.ts'
+import { ns, pod, policy, snapshot, workload } from './lib/compile-sim.ts'
 
 const SNAP: Snapshot = snapshot({
   namespaces: [ns('a', { env: 'prod' }), ns('b', { env: 'dev' })],

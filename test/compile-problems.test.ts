@@ -3,7 +3,7 @@
 import t from 'tap'
 import { compile } from '../enforcer/compile/index.ts'
 import { DEFAULT_ENFORCER_CONFIG, type NetworkPolicy } from '../enforcer/model.ts'
-import { flow, ns, pod, policy, snapshot, workload } from './compile-sim.ts'
+import { flow, ns, pod, policy, snapshot, workload } from './lib/compile-sim.ts'
 
 const PODS = [pod('a', 'web', { labels: { app: 'web' }, ips: ['10.0.0.1'] }), pod('a', 'cli', { labels: { app: 'cli' }, ips: ['10.0.0.2'] })]
 const WL = [workload('wrenweb', 'a', 'web'), workload('wrencli', 'a', 'cli')]

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { compile } from '../enforcer/compile/index.ts'
 import type { DesiredState } from '../enforcer/dataplane/types.ts'
 import { DEFAULT_ENFORCER_CONFIG, type NetworkPolicy } from '../enforcer/model.ts'
-import { flow, ns, pod, policy, snapshot, workload } from './compile-sim.ts'
+import { flow, ns, pod, policy, snapshot, workload } from './lib/compile-sim.ts'
 
 const EVIL = [`x" -j ACCEPT`, "a\n-A FORWARD -j ACCEPT", "it's", '$(reboot)', '`id`', 'a;b', 'sp ace', '--comment', 'ü', '\u0000nul']
 const TOKEN = /^[A-Za-z0-9_.:,/+-]+$/

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { compile } from '../enforcer/compile/index.ts'
 import { DEFAULT_ENFORCER_CONFIG, type NetworkPolicy, type Pod } from '../enforcer/model.ts'
-import { flow, ns, pod, policy, snapshot, workload, type Endpoint } from './compile-sim.ts'
+import { flow, ns, pod, policy, snapshot, workload, type Endpoint } from './lib/compile-sim.ts'
 
 function world(pods: Pod[], namespaces: ReturnType<typeof ns>[]) {
   const ifaces = new Map(pods.map((p, i) => [`${p.metadata.namespace}/${p.metadata.name}`, `wren${i}`]))

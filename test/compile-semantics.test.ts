@@ -4,7 +4,7 @@
 import t from 'tap'
 import { compile } from '../enforcer/compile/index.ts'
 import { DEFAULT_ENFORCER_CONFIG, type NetworkPolicy } from '../enforcer/model.ts'
-import { flow, ns, pod, policy, snapshot, workload, type Endpoint } from './compile-sim.ts'
+import { flow, ns, pod, policy, snapshot, workload, type Endpoint } from './lib/compile-sim.ts'
 
 // prod (env=prod), dev (env=dev), other (no Namespace object: only its name label).
 const PODS = [

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createLogger, nullLogger } from '../shared/log.ts'
 import { tempSetName } from '../shared/names.ts'
-import { FakeKernel } from '../enforcer/dataplane/fake-kernel.ts'
+import { FakeKernel } from './lib/fake-kernel.ts'
 import { Dataplane, DataplaneError } from '../enforcer/dataplane/writer.ts'
 import type { Chain, DesiredState, IpSet, Rule } from '../enforcer/dataplane/types.ts'
 

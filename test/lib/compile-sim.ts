@@ -3,8 +3,8 @@
 // text. It understands exactly the tokens the compiler is meant to emit and
 // throws on anything else, and on a reference to a set or chain that does not
 // exist, so a compiler emitting unexpected or dangling tokens fails loudly.
-import type { Chain, DesiredState, FamilyState, IpSet } from '../enforcer/dataplane/types.ts'
-import type { LocalWorkload, Namespace, NetworkPolicy, Pod, Snapshot } from '../enforcer/model.ts'
+import type { Chain, DesiredState, FamilyState, IpSet } from '../../enforcer/dataplane/types.ts'
+import type { LocalWorkload, Namespace, NetworkPolicy, Pod, Snapshot } from '../../enforcer/model.ts'
 
 export type Verdict = 'ACCEPT' | 'DROP' | 'PASS'
 
