@@ -9,15 +9,17 @@
 import { parseArgs } from 'node:util'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { Cleanup, blackhole, exclusiveKernel, sh, tempDir, trySh, ENFORCER_BIN, REPO } from '../e2e/lib/host.ts'
+import { Cleanup, blackhole, exclusiveKernel, sh, tempDir, trySh } from '../e2e/lib/host.ts'
 import { AgentLog } from './bench/agentlog.ts'
 import { connRate } from './bench/connrate.ts'
-import { flipTier, labelCandidates, membersDelta, policyToEdit, setPolicyPort, timeEdits } from './bench/edits.ts'
+import { flipTier, labelCandidates, policyToEdit, setPolicyPort, timeEdits } from './bench/edits.ts'
 import { ManifestFolder } from './bench/manifests.ts'
-import { agentStatus, memoryOf, NODE, POD_CIDR, REMOTE_CIDR, startAgent, stopAgent, waitFirstSync, wireAll, type Dirs } from './bench/node.ts'
+import { folderParseMs } from './bench/parsecost.ts'
+import { agentStatus, memoryOf, POD_CIDR, REMOTE_CIDR, startAgent, stopAgent, waitFirstSync, wireAll, type Dirs } from './bench/node.ts'
 import { capture, loadRaw } from './bench/rawload.ts'
 import { buildRows, type Figures } from './bench/figures.ts'
 import { printTable, note } from './bench/report.ts'
+import { snapshotBuild, type Bins } from './bench/snapshot.ts'
 import { synthesize, type SynthCluster } from './bench/synth.ts'
 
 const NODE_NAME = 'bench-node'
@@ -85,19 +87,19 @@ const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOStri
 async function prepareHost(cleanup: Cleanup, o: Options): Promise<Dirs> {
   log('waiting for the machine-wide kernel lock')
   await exclusiveKernel(cleanup)
-  if (o.build) sh(NODE, [join(REPO, 'scripts', 'build.mjs')])
-  enforcerCleanup() // leftovers of a killed run; we hold the lock, so nobody else's
-  for (const cidr of [POD_CIDR, REMOTE_CIDR]) blackhole(cleanup, cidr)
   const root = tempDir(cleanup, 'wren-bench-')
-  const dirs: Dirs = { root, manifests: join(root, 'manifests'), state: join(root, 'state'), run: join(root, 'run') }
+  const bins = snapshotBuild(root, o.build)
+  enforcerCleanup(bins) // leftovers of a killed run; we hold the lock, so nobody else's
+  for (const cidr of [POD_CIDR, REMOTE_CIDR]) blackhole(cleanup, cidr)
+  const dirs: Dirs = { root, manifests: join(root, 'manifests'), state: join(root, 'state'), run: join(root, 'run'), bins }
   for (const d of [dirs.manifests, dirs.state, dirs.run]) mkdirSync(d, { recursive: true })
   if (o.keep) cleanup.push(`keep logs in ${o.keep}`, () => void sh('sh', ['-c', `mkdir -p "$1" && cp "$2"/*.log "$1"/`, 'sh', o.keep!, root]))
-  cleanup.push('wren-enforcer cleanup', enforcerCleanup)
+  cleanup.push('wren-enforcer cleanup', () => enforcerCleanup(bins))
   return dirs
 }
 
-function enforcerCleanup(): void {
-  const r = trySh(ENFORCER_BIN, ['cleanup'])
+function enforcerCleanup(bins: Bins): void {
+  const r = trySh(bins.enforcer, ['cleanup'])
   if (r.code !== 0) throw new Error(`wren-enforcer cleanup: ${r.stderr.trim()}`)
 }
 
@@ -106,6 +108,7 @@ async function setupCluster(cleanup: Cleanup, o: Options, dirs: Dirs, f: Figures
   const folder = ManifestFolder.layout(dirs.manifests, NODE_NAME, c)
   folder.writeAll()
   f.folder = folder.size()
+  f.parseMs = folderParseMs(dirs.manifests)
   const localPods = [...c.pods.filter((p) => p.local), c.conn.server, c.conn.client]
   log(`${c.pods.length + 2} pods (${localPods.length} local), ${c.policies.length} policies, ${o.namespaces + 1} namespaces in ${f.folder.files} files; wiring local pods`)
   const t0 = performance.now()
@@ -124,28 +127,27 @@ async function run(cleanup: Cleanup, o: Options): Promise<Figures> {
   f.coldWallMs = await waitFirstSync(dirs, agent)
   const agentLog = new AgentLog(agent.logFile)
   const st = await agentStatus(dirs)
-  f.cold = { status: st, entries: agentLog.read() }
+  f.cold = { status: st, entries: agentLog.read(), spawnedAtWall: agent.spawnedAtWall }
   const captured = await capture(st.kernel.backend)
   const env = { dirs, folder, log: agentLog, settleMs: 250 }
   log('label edits')
   const cands = labelCandidates(c, 10)
-  f.labelMembersDelta = await membersDelta(env, () => flipTier(folder, cands[0], NODE_NAME))
-  f.labels = await timeEdits(env, o.changes, (i) => flipTier(folder, cands[(i + 1) % cands.length], NODE_NAME))
+  f.labels = await timeEdits(env, o.changes, (i) => flipTier(folder, cands[i % cands.length], NODE_NAME))
   log('policy edits')
   const policy = policyToEdit(c)
   f.policy = await timeEdits(env, o.changes, (i) => setPolicyPort(folder, policy, 8100 + i))
   f.policyName = `${policy.metadata.namespace}/${policy.metadata.name}`
   log('connection rate')
   const [server, client] = local.slice(-2)
-  f.conn = await connRate({ cleanup, dirs, folder, server, client, policies: o.connPolicies, seconds: o.connSeconds, rounds: 2 })
+  f.conn = await connRate({ cleanup, dirs, folder, server, client, policies: o.connPolicies, seconds: o.connSeconds, rounds: 3 })
   f.kernelAfter = (await agentStatus(dirs)).kernel
   f.memory = memoryOf(agent.child.pid!)
   log('stopping the agent; raw load reference')
   await stopAgent(agent.child)
-  enforcerCleanup()
+  enforcerCleanup(dirs.bins)
   f.raw = await loadRaw(st.kernel.backend, captured)
   f.captured = { ruleLines: captured.ruleLines, setLines: captured.setLines }
-  enforcerCleanup()
+  enforcerCleanup(dirs.bins)
   return f
 }
 

@@ -55,10 +55,13 @@ export interface ApplyCost {
   writeMs: number[]
   writerMs: number[]
   restores: number[]
+  /** Set members added + removed, and chains written, per apply. */
+  members: number[]
+  chains: number[]
 }
 
 export function applyCosts(entries: LogEntry[]): ApplyCost {
-  const c: ApplyCost = { syncMs: [], readMs: [], writeMs: [], writerMs: [], restores: [] }
+  const c: ApplyCost = { syncMs: [], readMs: [], writeMs: [], writerMs: [], restores: [], members: [], chains: [] }
   for (const e of entries) {
     if (e.msg === 'applied' && typeof e.ms === 'number') c.syncMs.push(e.ms)
     if (e.msg === 'dataplane applied') {
@@ -66,8 +69,20 @@ export function applyCosts(entries: LogEntry[]): ApplyCost {
       c.writeMs.push(Number(e.writeMs))
       c.writerMs.push(Number(e.totalMs))
       c.restores.push(Number(e.restores))
+      c.members.push(Number(e.membersAdded) + Number(e.membersRemoved))
+      c.chains.push(Number(e.chainsWritten))
     }
     if (e.msg === 'dataplane unchanged') c.writerMs.push(Number(e.totalMs))
   }
   return c
+}
+
+/** Milliseconds from `startWall` to the first entry with each message (cold-sync milestones). */
+export function milestones(entries: LogEntry[], startWall: number, msgs: string[]): { msg: string; atMs: number }[] {
+  const out: { msg: string; atMs: number }[] = []
+  for (const m of msgs) {
+    const e = entries.find((x) => x.msg === m || x.msg.startsWith(m))
+    if (e) out.push({ msg: m, atMs: Date.parse(e.time) - startWall })
+  }
+  return out
 }

