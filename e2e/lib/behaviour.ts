@@ -35,7 +35,13 @@ export async function session(t: Test, body: (s: Session) => Promise<void>, extr
   try {
     await noForeignAgents(t)
     await cluster.start()
-    await body({ cluster, cleanup })
+    const seen = watchForeignAgents(cluster)
+    try {
+      await body({ cluster, cleanup })
+    } finally {
+      const foreign = seen.stop()
+      t.same(foreign, [], 'no other wren agent ran during this session (its chains would fight ours: results above not trustworthy)')
+    }
   } catch (e) {
     t.fail(`session: ${(e as Error).stack}`)
   } finally {
@@ -58,6 +64,15 @@ async function noForeignAgents(t: Test): Promise<void> {
     if (!said) t.comment(`waiting for other wren agents to finish:\n${agents}`)
     await delay(1000)
   }
+}
+
+/** Samples running agents every 250 ms; `stop()` returns the command lines of any not ours. */
+function watchForeignAgents(cluster: Cluster): { stop: () => string[] } {
+  const foreign = new Set<string>()
+  const timer = setInterval(() => {
+    for (const l of trySh('pgrep', ['-af', 'wren-enforcer.mjs run']).stdout.split('\n')) if (l.trim() && !l.includes(cluster.runDir)) foreign.add(l.replace(/^\d+ /, ''))
+  }, 250)
+  return { stop: () => (clearInterval(timer), [...foreign]) }
 }
 
 /** What marks a line or set as wren's own (other tests use owner prefixes like `wrendp`, `wrenbench`). */
