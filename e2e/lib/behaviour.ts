@@ -55,7 +55,7 @@ export async function session(t: Test, body: (s: Session) => Promise<void>, extr
  * Some runs (seed scenarios, benchmarks) start agents without taking the kernel
  * lock, and their clusters name netns `ws-N` like ours: wait until none runs.
  */
-async function noForeignAgents(t: Test): Promise<void> {
+export async function noForeignAgents(t: Test): Promise<void> {
   const deadline = Date.now() + 10 * 60_000
   for (let said = false; ; said = true) {
     const agents = trySh('pgrep', ['-af', 'wren-enforcer.mjs run']).stdout.trim()
