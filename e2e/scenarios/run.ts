@@ -4,8 +4,8 @@
 // always runs, and afterwards the host is checked for anything left behind.
 import { Cluster } from '../lib/cluster.ts'
 import { probeFrom, type ProbeSpec } from '../lib/probe.ts'
-import { sh, trySh } from '../lib/host.ts'
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { Cleanup, exclusiveKernel, sh, trySh } from '../lib/host.ts'
+import { cpSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { KUBE_DNS_IP, NODE_IP, OUTSIDE_BANNER, OUTSIDE_IP, OUTSIDE_NETNS, World, kubeDnsPod, kubeDnsService } from './world.ts'
@@ -106,11 +106,14 @@ export async function measure(sc: Scenario, step: Step, cluster: Cluster, world:
 export async function runScenario(sc: Scenario, onStep: (r: StepResult) => void | Promise<void> = () => {}, log: (m: string) => void = () => {}): Promise<ScenarioResult> {
   const t0 = Date.now()
   for (const step of sc.steps) expectedGrid(sc, step) // a typo in the data fails before any setup
-  const unlock = await hostLock(log)
+  // one agent per host: wait for the machine-wide lock every agent-owning test takes
+  const lock = new Cleanup()
+  log(`${sc.seed}: taking the kernel lock (other agent-owning tests may hold it)`)
+  await exclusiveKernel(lock)
   try {
     return await runLocked(sc, onStep, log, t0)
   } finally {
-    unlock()
+    await lock.run()
   }
 }
 
@@ -210,35 +213,4 @@ function keepLogs(sc: Scenario, cluster: Cluster): string {
     }
   }
   return dest
-}
-
-export const LOCK_DIR = '/run/wren-e2e.lock'
-
-/**
- * One wren agent per host: runs that start an agent take this lock (a
- * directory holding the owner's pid; a dead owner's lock is taken over).
- */
-export async function hostLock(log: (m: string) => void): Promise<() => void> {
-  const deadline = Date.now() + 600_000
-  let said = false
-  for (;;) {
-    try {
-      mkdirSync(LOCK_DIR)
-      writeFileSync(join(LOCK_DIR, 'pid'), String(process.pid))
-      return () => rmSync(LOCK_DIR, { recursive: true, force: true })
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
-    }
-    let owner = 0
-    try {
-      owner = Number(readFileSync(join(LOCK_DIR, 'pid'), 'utf8'))
-    } catch {
-      /* being written or removed */
-    }
-    if (owner && !existsSync(`/proc/${owner}`)) rmSync(LOCK_DIR, { recursive: true, force: true })
-    if (Date.now() > deadline) throw new Error(`${LOCK_DIR} held by pid ${owner} for 10 minutes`)
-    if (!said && owner) log(`waiting for ${LOCK_DIR} (held by pid ${owner})`)
-    said = said || !!owner
-    await new Promise((r) => setTimeout(r, 500))
-  }
 }
