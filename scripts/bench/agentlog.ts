@@ -58,12 +58,20 @@ export interface ApplyCost {
   /** Set members added + removed, and chains written, per apply. */
   members: number[]
   chains: number[]
+  /** Agent sync minus the writer's total: compile (+ the agent's own bookkeeping). */
+  compileMs: number[]
 }
 
 export function applyCosts(entries: LogEntry[]): ApplyCost {
-  const c: ApplyCost = { syncMs: [], readMs: [], writeMs: [], writerMs: [], restores: [], members: [], chains: [] }
+  const c: ApplyCost = { syncMs: [], readMs: [], writeMs: [], writerMs: [], restores: [], members: [], chains: [], compileMs: [] }
+  let writer: number | undefined
   for (const e of entries) {
-    if (e.msg === 'applied' && typeof e.ms === 'number') c.syncMs.push(e.ms)
+    if (e.msg === 'applied' && typeof e.ms === 'number') {
+      c.syncMs.push(e.ms)
+      if (writer !== undefined) c.compileMs.push(e.ms - writer)
+      writer = undefined
+    }
+    if (e.msg === 'dataplane applied' || e.msg === 'dataplane unchanged') writer = Number(e.totalMs)
     if (e.msg === 'dataplane applied') {
       c.readMs.push(Number(e.readMs))
       c.writeMs.push(Number(e.writeMs))

@@ -123,19 +123,27 @@ export async function stopAgent(child: ChildProcess, graceMs = 15_000): Promise<
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** Spawn → first 200 from /synced: polls the socket until it answers, then waits on it. */
+/**
+ * Spawn → the agent's first apply, seen by watching its log for the "applied"
+ * line (written right before waiters are woken). Asking /synced from the start
+ * instead would itself cost a full extra manifest rescan before the first apply
+ * (a /synced request rescans every source), so the log is watched and /synced
+ * is asked only afterwards, to confirm.
+ */
 export async function waitFirstSync(d: Dirs, a: AgentProc, timeoutMs = 120_000): Promise<number> {
   const deadline = a.spawnedAt + timeoutMs
+  let seen = 0
   for (;;) {
     if (a.child.exitCode !== null) throw new Error(`agent exited ${a.child.exitCode}; see ${a.logFile}`)
     if (performance.now() > deadline) throw new Error(`agent not synced after ${timeoutMs} ms; see ${a.logFile}`)
-    try {
-      const r = await controlGet(d.run, `/synced?timeoutMs=${Math.round(deadline - performance.now())}`)
-      if (r.code === 200) return performance.now() - a.spawnedAt
-    } catch {
-      await sleep(2) // socket not there yet
-    }
+    const text = readFileSync(a.logFile, 'utf8')
+    if (text.slice(Math.max(0, seen - 64)).includes('"msg":"applied"')) break
+    seen = text.length
+    await sleep(2)
   }
+  const wall = performance.now() - a.spawnedAt
+  await synced(d, timeoutMs)
+  return wall
 }
 
 /** Asks the agent to rescan its sources and waits until the kernel holds the result. */
