@@ -73,6 +73,9 @@ async function scenario(t: Test, api: TestApiServer, c: Cluster): Promise<void> 
   await eventually(t, intruder, [to(srv, 80, 'ok')])
 }
 
+// waits for the kernel lock and for other runs' agents: longer than tap's default
+t.setTimeout(20 * 60_000)
+
 t.test('wren-enforcer --kubeconfig against the in-repo API server', async (t) => {
   const cleanup = new Cleanup()
   await exclusiveKernel(cleanup)

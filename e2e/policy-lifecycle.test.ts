@@ -159,6 +159,9 @@ async function ipChangeIsSetEdit(t: Test, s: Session): Promise<void> {
 }
 
 
+// waits for the kernel lock and for other runs' agents: longer than tap's default
+t.setTimeout(20 * 60_000)
+
 t.test('policy lifecycle with real traffic', async (t) => {
   await session(t, async (s) => {
     await t.test('pod added while default-deny exists', (t) => podAddedUnderDefaultDeny(t, s))

@@ -172,6 +172,9 @@ async function cleanupOnlyWren(t: Test, s: Session): Promise<void> {
   t.match(save('iptables-save', ['-t', 'filter']), /-A WTEST-KEEP -s 10\.97\.9\.9\/32 -j RETURN/, 'WTEST-KEEP survived')
 }
 
+// waits for the kernel lock and for other runs' agents: longer than tap's default
+t.setTimeout(20 * 60_000)
+
 t.test('policy safety with real traffic', async (t) => {
   await session(t, async (s) => {
     await t.test('anti-spoofing', (t) => antiSpoofing(t, s))

@@ -69,6 +69,9 @@ function policies(s: Session): void {
   )
 }
 
+// waits for the kernel lock and for other runs' agents: longer than tap's default
+t.setTimeout(20 * 60_000)
+
 t.test('policy semantics with real traffic', async (t) => {
   await session(t, async (s) => {
     const w = await build(s)
