@@ -10,7 +10,7 @@
 // ADD (the Pod object exists before its sandbox), and every change is followed
 // by `wren-enforcer status --wait-synced` instead of sleeping.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, cpSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { appendFileSync, closeSync, cpSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { stringify } from 'yaml'
@@ -21,6 +21,8 @@ export const POD_CIDR = '10.92.0.0/16'
 export const OUTSIDE_CIDR = '10.93.0.0/16'
 export const SERVICE_CIDR = '10.94.0.0/24'
 export const NODE_NAME = 'seed-node'
+/** Every run's temp folder starts with this (in os.tmpdir()). */
+export const RUN_DIR_PREFIX = 'wren-seeds-'
 
 export interface Pod {
   spec: PodSpec
@@ -57,13 +59,22 @@ export class Cluster {
   /** This run's copies of bin/wren and bin/wren-enforcer (see snapshotBinaries). */
   wrenBin = ''
   enforcerBin = ''
+  private root = ''
+
+  /** Notes a long-lived process or netns in the run folder, for the reaper. */
+  private note(kind: 'pids' | 'netns', what: string | number | undefined): void {
+    if (this.root && what !== undefined) appendFileSync(join(this.root, kind), `${what}\n`)
+  }
 
   /** Starts the agent on fresh folders; blackholes every range the tests use first. */
   async start(): Promise<void> {
     live.add(this)
     hookSignals()
     for (const cidr of [POD_CIDR, OUTSIDE_CIDR, SERVICE_CIDR]) blackhole(this.cleanup, cidr)
-    const root = tempDir(this.cleanup, 'wren-seeds-')
+    const root = tempDir(this.cleanup, RUN_DIR_PREFIX)
+    // for a later run to reap this one if it gets SIGKILLed (see scenarios/reap.ts)
+    writeFileSync(join(root, 'owner'), String(process.pid))
+    this.root = root
     this.manifests = join(root, 'manifests')
     this.stateDir = join(root, 'state')
     this.runDir = join(root, 'run')
@@ -108,6 +119,7 @@ export class Cluster {
     const agent = spawn(this.enforcerBin, args, { stdio: ['ignore', log, log] })
     closeSync(log)
     this.agent = agent
+    this.note('pids', agent.pid)
     this.cleanup.push('stop agent', () => stopProcess(agent, 5000))
   }
 
@@ -173,6 +185,7 @@ export class Cluster {
     this.cleanup.push(`manifest of pod ${id}`, () => this.removeManifest(`pod-${spec.namespace}.${spec.name}.yaml`))
     await this.sync()
     const netnsName = `ws-${++this.netnsSeq}`
+    this.note('netns', netnsName)
     const netnsPath = addNetns(this.cleanup, netnsName)
     const containerId = `wseed${this.netnsSeq}${randomBytes(6).toString('hex')}`
     this.cleanup.push(`CNI DEL ${id}`, async () => {
@@ -190,9 +203,14 @@ export class Cluster {
     return pod
   }
 
+  /** For World: records a process the reaper must kill if this run dies. */
+  notePid(pid: number | undefined): void {
+    this.note('pids', pid)
+  }
+
   async serveBanners(pod: Pod): Promise<void> {
     const ports = (pod.spec.ports ?? []).map((p) => ({ port: p.containerPort, protocol: p.protocol ?? 'TCP' }))
-    startServers(this.cleanup, pod.netns, ports, `${pod.spec.namespace}/${pod.spec.name}`)
+    for (const pid of startServers(this.cleanup, pod.netns, ports, `${pod.spec.namespace}/${pod.spec.name}`)) this.note('pids', -pid)
     await waitListening(pod.netns, ports)
   }
 
@@ -305,13 +323,16 @@ export function stopProcess(child: ChildProcess, graceMs: number, group = false)
 }
 
 /** Banner servers: every connection or datagram is answered with `banner`, so a probe proves which pod it reached. */
-export function startServers(cleanup: Cleanup, netns: string, ports: { port: number; protocol: 'TCP' | 'UDP' }[], banner: string): void {
+export function startServers(cleanup: Cleanup, netns: string, ports: { port: number; protocol: 'TCP' | 'UDP' }[], banner: string): number[] {
+  const pids: number[] = []
   for (const { port, protocol } of ports) {
     const listen = protocol === 'TCP' ? `TCP4-LISTEN:${port},fork,reuseaddr` : `UDP4-RECVFROM:${port},fork`
     // detached: its own process group, so the forked children die with it
     const child = spawn('ip', ['netns', 'exec', netns, 'socat', listen, `SYSTEM:echo ${banner}`], { stdio: 'ignore', detached: true })
     cleanup.push(`server ${netns} ${protocol}/${port}`, () => stopProcess(child, 2000, true))
+    if (child.pid) pids.push(child.pid)
   }
+  return pids
 }
 
 /** Polls `ss` in the netns until every port listens (TCP) or is bound (UDP). */

@@ -3,6 +3,7 @@
 // matrix with real connections from inside the source namespaces. Teardown
 // always runs, and afterwards the host is checked for anything left behind.
 import { Cluster } from '../lib/cluster.ts'
+import { reapStaleRuns } from './reap.ts'
 import { probeFrom, type ProbeSpec } from '../lib/probe.ts'
 import { Cleanup, exclusiveKernel, sh, trySh } from '../lib/host.ts'
 import { cpSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
@@ -118,6 +119,7 @@ export async function runScenario(sc: Scenario, onStep: (r: StepResult) => void 
 }
 
 async function runLocked(sc: Scenario, onStep: (r: StepResult) => void | Promise<void>, log: (m: string) => void, t0: number): Promise<ScenarioResult> {
+  for (const r of reapStaleRuns()) log(`reaped a seed run that died without teardown: ${r}`)
   await waitForCleanHost(log)
   const before = new Set(leftovers()) // other people's objects (a parallel test) are not ours to report
   const cluster = new Cluster()

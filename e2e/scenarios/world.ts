@@ -78,7 +78,7 @@ export class World {
     n('link', 'set', 'eth0', 'up')
     n('route', 'add', 'default', 'via', NODE_IP)
     for (const a of extra) sh('ip', ['route', 'add', `${a}/32`, 'via', OUTSIDE_IP, 'dev', OUTSIDE_HOST_IF])
-    startServers(c, OUTSIDE_NETNS, OUTSIDE_PORTS.map((port) => ({ port, protocol: 'TCP' as const })), OUTSIDE_BANNER)
+    for (const pid of startServers(c, OUTSIDE_NETNS, OUTSIDE_PORTS.map((port) => ({ port, protocol: 'TCP' as const })), OUTSIDE_BANNER)) this.cluster.notePid(-pid)
   }
 
   async outsideReady(): Promise<void> {
@@ -167,6 +167,7 @@ export class World {
     const log = join(this.cluster.logDir, 'dnsmasq.log')
     const child = spawn('sh', ['-c', `exec ip netns exec ${pod.netns} dnsmasq "$@" 2>>${log}`, 'dnsmasq', ...args], { stdio: 'ignore' })
     this.dnsmasq = child
+    this.cluster.notePid(child.pid)
     this.cluster.cleanup.push('dnsmasq', () => stopProcess(child, 2000))
     await waitListening(pod.netns, [
       { port: 53, protocol: 'UDP' },
