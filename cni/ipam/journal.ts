@@ -13,8 +13,7 @@
 // once; different attachments touch different files.
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
-import { networkDir } from './store.ts'
+import { networkDir, uniqueSuffix } from './store.ts'
 import type { Attachment, IpamResult } from './types.ts'
 
 export interface Entry extends Attachment {
@@ -39,7 +38,7 @@ export function readEntry(stateDir: string, network: string, a: Attachment): Ent
 export function writeEntry(stateDir: string, network: string, e: Entry): void {
   const dir = dirOf(stateDir, network)
   mkdirSync(dir, { recursive: true })
-  const temp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`)
+  const temp = join(dir, `.tmp-${uniqueSuffix()}`)
   writeFileSync(temp, JSON.stringify(e), { flag: 'wx' })
   renameSync(temp, fileOf(dir, e))
 }

@@ -23,7 +23,6 @@
 // The round-robin hint (last_reserved_ip.<set>) is advisory and written by rename.
 import { closeSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
 import { CniError, CNI_CODE } from '../errors.ts'
 import { formatIp, parseIp, type Ip } from './ipmath.ts'
 
@@ -55,8 +54,18 @@ export function networkDir(dataDir: string, network: string): string {
   return join(dataDir, network)
 }
 
+/**
+ * A name no other live process uses: pid, a counter, and randomness against a
+ * dead process's leftovers under a reused pid. Not node:crypto's randomBytes:
+ * nothing here is secret, and loading node:crypto costs the plugin ~4 ms.
+ */
+let tempCount = 0
+export function uniqueSuffix(): string {
+  return `${process.pid}-${++tempCount}-${Math.random().toString(16).slice(2, 14)}`
+}
+
 function tempFile(dir: string, content: string): string {
-  const path = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`)
+  const path = join(dir, `${TEMP_PREFIX}${uniqueSuffix()}`)
   const fd = openSync(path, 'wx', 0o644)
   try {
     writeSync(fd, content)
@@ -108,7 +117,7 @@ export function claim(dir: string, ip: Ip, owner: Owner): boolean {
  */
 export function release(dir: string, name: string, owner: Owner, onConflict: (msg: string) => void): boolean {
   const path = join(dir, name)
-  const aside = join(dir, `${TEMP_PREFIX}rel-${process.pid}-${randomBytes(6).toString('hex')}`)
+  const aside = join(dir, `${TEMP_PREFIX}rel-${uniqueSuffix()}`)
   try {
     renameSync(path, aside)
   } catch (e) {
