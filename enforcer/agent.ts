@@ -119,6 +119,12 @@ export class Agent {
     }
   }
 
+  /**
+   * Resolves once `ready` holds after some sync. Nothing is triggered here: a
+   * generation newer than the applied one has already triggered a sync through
+   * the store's change event, and an applied one needs none (a sync per status
+   * call would recompile the whole cluster for nothing).
+   */
   private waitFor(ready: () => boolean, timeoutMs: number): Promise<boolean> {
     if (ready()) return Promise.resolve(true)
     return new Promise((resolve) => {
@@ -143,7 +149,6 @@ export class Agent {
   async waitSynced(timeoutMs: number): Promise<boolean> {
     await Promise.all(this.deps.sources.map((s) => s.rescan()))
     const target = this.deps.store.generation
-    this.runner.trigger()
     return this.waitFor(() => this.appliedAtLeast(target), timeoutMs)
   }
 
@@ -151,7 +156,6 @@ export class Agent {
   async waitProgrammed(iface: string, timeoutMs: number): Promise<boolean> {
     await this.deps.records.rescan()
     const target = this.deps.store.generation
-    this.runner.trigger()
     return this.waitFor(() => this.appliedAtLeast(target) && this.programmed.has(iface), timeoutMs)
   }
 
