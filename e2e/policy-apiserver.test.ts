@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process'
 import { Cleanup, REPO, blackhole, exclusiveKernel, tempDir, trySh } from './lib/host.ts'
 import { Cluster, NODE_NAME, POD_CIDR, delay, run, stopProcess, type Pod } from './lib/cluster.ts'
 import { TestApiServer } from './lib/apiserver.ts'
-import { expectFlows, leftovers, noForeignAgents, to, type Case } from './lib/behaviour.ts'
+import { expectFlows, leftovers, noForeignAgents, to, watchForeignAgents, type Case } from './lib/behaviour.ts'
 import { probeFrom } from './lib/probe.ts'
 import type { PodSpec } from './scenarios/types.ts'
 
@@ -98,7 +98,12 @@ t.test('wren-enforcer --kubeconfig against the in-repo API server', async (t) =>
     api.create('Namespace', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'kubernetes.io/metadata.name': NS } } })
     c.namespaces.set(NS, {})
     await startAgent(cleanup, api, c)
-    await scenario(t, api, c)
+    const seen = watchForeignAgents(c)
+    try {
+      await scenario(t, api, c)
+    } finally {
+      t.same(seen.stop(), [], 'no other wren agent ran during this session')
+    }
   } catch (e) {
     t.fail(`session: ${(e as Error).stack}`)
   } finally {

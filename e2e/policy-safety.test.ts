@@ -104,11 +104,13 @@ async function unhonourable(t: Test, s: Session): Promise<void> {
   await c.sync()
   await expectFlows(t, client, [to(srv2, 80, 'x'), to(other, 80, 'x')])
   await expectFlows(t, other, [to(srv2, 80, 'x'), to(client, 80, 'ok'), to(srv, 80, 'x')])
+  const problems: { object: string; message: string; effect: string }[] = status(c).lastApply?.problems ?? []
+  const named = (policy: string, what: RegExp, dir: string) => problems.some((p) => p.object.includes(policy) && what.test(p.message) && p.effect.includes(`isolated selected pods for ${dir}`))
+  t.ok(named('sf-bad/icmp', /ICMP/, 'ingress'), `status names the ICMP policy, ingress isolated: ${JSON.stringify(problems)}`)
+  t.ok(named('sf-bad/bigport', /99999/, 'egress'), 'status names the 99999 policy, egress isolated')
   c.deletePolicy('sf-bad/bigport')
   await c.sync()
-  await expectFlows(t, client, [to(srv, 80, 'ok'), to(other, 80, 'ok')])
-  const problems: { object: string; message: string; effect: string }[] = status(c).lastApply?.problems ?? []
-  t.ok(problems.some((p) => p.object.includes('sf-bad/icmp') && /ICMP/.test(p.message) && /isolat/.test(p.effect)), `status names the ICMP policy: ${JSON.stringify(problems)}`)
+  await expectFlows(t, client, [to(srv, 80, 'ok'), to(other, 80, 'ok'), to(srv2, 80, 'x')])
   const log = readFileSync(join(c.logDir, 'agent.log'), 'utf8')
   t.match(log, /sf-bad\/icmp[^\n]*ICMP|ICMP[^\n]*sf-bad\/icmp/, 'the log names the ICMP policy')
   t.match(log, /sf-bad\/bigport[^\n]*99999|99999[^\n]*sf-bad\/bigport/, 'the log names the 99999 policy')

@@ -67,7 +67,7 @@ export async function noForeignAgents(t: Test): Promise<void> {
 }
 
 /** Samples running agents every 250 ms; `stop()` returns the command lines of any not ours. */
-function watchForeignAgents(cluster: Cluster): { stop: () => string[] } {
+export function watchForeignAgents(cluster: Cluster): { stop: () => string[] } {
   const foreign = new Set<string>()
   const timer = setInterval(() => {
     for (const l of trySh('pgrep', ['-af', 'wren-enforcer.mjs run']).stdout.split('\n')) if (l.trim() && !l.includes(cluster.runDir)) foreign.add(l.replace(/^\d+ /, ''))
