@@ -1,11 +1,13 @@
 // The cluster as the compiler sees it: every pod with its labels, its
 // namespace's labels, its canonical IPs per family and its named container
-// ports. Built once per compile so selectors are evaluated against plain maps.
+// ports. Built once per compile so selectors are evaluated against plain maps,
+// and indexed (by namespace, by label) so that finding a selector's pods costs
+// the pods it could match, not every pod of the cluster.
 import type { Family, Problem } from '../dataplane/types.ts'
 import type { Snapshot, Pod } from '../model.ts'
 import { canonicalAddr } from './ip.ts'
 import type { Proto } from './match.ts'
-import { compareText, labelMap } from './selector.ts'
+import { compareText, labelMap, type Selector } from './selector.ts'
 
 /** Kubernetes sets this label on every namespace to the namespace's name. */
 export const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name'
@@ -35,6 +37,13 @@ export interface Cluster {
   /** Sorted by namespace/name. */
   pods: PodInfo[]
   byKey: Map<string, PodInfo[]>
+  /** Peer-eligible pods only, each list in `pods` order. */
+  eligible: PodInfo[]
+  eligibleByNamespace: Map<string, PodInfo[]>
+  /** label key → label value → peer-eligible pods carrying it. */
+  eligibleByLabel: Map<string, Map<string, PodInfo[]>>
+  /** Labels of every namespace that has a pod (shared by its pods' `nsLabels`). */
+  nsLabels: Map<string, Map<string, string>>
 }
 
 export const podKey = (namespace: string, name: string): string => `${namespace}/${name}`
@@ -56,6 +65,12 @@ function nsLabelsFor(known: Map<string, Map<string, string>>, ns: string): Map<s
   const labels = new Map(known.get(ns) ?? [])
   labels.set(NAMESPACE_NAME_LABEL, ns)
   return labels
+}
+
+function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+  const list = m.get(k)
+  if (list) list.push(v)
+  else m.set(k, [v])
 }
 
 function rawPodIps(pod: Pod, extra: readonly string[]): unknown[] {
@@ -114,26 +129,56 @@ function workloadIps(snapshot: Snapshot): Map<string, string[]> {
 export function buildCluster(snapshot: Snapshot, problems: Problem[]): Cluster {
   const nsKnown = namespaceLabels(snapshot)
   const extra = workloadIps(snapshot)
+  const nsLabels = new Map<string, Map<string, string>>()
   const pods: PodInfo[] = []
   for (const pod of snapshot.pods) {
     if (typeof pod?.metadata?.name !== 'string') continue
     const namespace = namespaceOf(pod.metadata)
     const key = podKey(namespace, pod.metadata.name)
+    let nsl = nsLabels.get(namespace)
+    if (!nsl) nsLabels.set(namespace, (nsl = nsLabelsFor(nsKnown, namespace)))
     pods.push({
       namespace,
       name: pod.metadata.name,
       labels: labelMap(pod.metadata.labels),
-      nsLabels: nsLabelsFor(nsKnown, namespace),
+      nsLabels: nsl,
       ips: podIps(pod, extra.get(key) ?? [], problems),
       namedPorts: namedPorts(pod),
       peerEligible: isPeerEligible(pod),
     })
   }
   pods.sort((a, b) => compareText(podKey(a.namespace, a.name), podKey(b.namespace, b.name)))
-  const byKey = new Map<string, PodInfo[]>()
+  const cluster: Cluster = { pods, byKey: new Map(), eligible: [], eligibleByNamespace: new Map(), eligibleByLabel: new Map(), nsLabels }
   for (const p of pods) {
-    const k = podKey(p.namespace, p.name)
-    byKey.set(k, [...(byKey.get(k) ?? []), p])
+    push(cluster.byKey, podKey(p.namespace, p.name), p)
+    if (!p.peerEligible) continue
+    cluster.eligible.push(p)
+    push(cluster.eligibleByNamespace, p.namespace, p)
+    for (const [k, v] of p.labels) {
+      let byValue = cluster.eligibleByLabel.get(k)
+      if (!byValue) cluster.eligibleByLabel.set(k, (byValue = new Map()))
+      push(byValue, v, p)
+    }
   }
-  return { pods, byKey }
+  return cluster
+}
+
+/**
+ * Peer-eligible pods that may match `sel` (a superset, never missing one): the
+ * pods carrying the label of its most selective `In` or `Exists` requirement,
+ * or `fallback` when it has none or that is smaller.
+ */
+export function candidates(cluster: Cluster, sel: Selector, fallback: PodInfo[]): PodInfo[] {
+  let best = fallback
+  for (const r of sel.reqs) {
+    if (r.op !== 'In' && r.op !== 'Exists') continue
+    const byValue = cluster.eligibleByLabel.get(r.key)
+    let list: PodInfo[]
+    if (!byValue) list = []
+    else if (r.op === 'Exists') list = [...byValue.values()].flat()
+    // A pod has one value per key, so the lists of distinct values are disjoint.
+    else list = r.values.length === 1 ? (byValue.get(r.values[0]) ?? []) : r.values.flatMap((v) => byValue.get(v) ?? [])
+    if (list.length < best.length) best = list
+  }
+  return best
 }

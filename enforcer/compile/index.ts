@@ -17,10 +17,11 @@
 import type { Chain, DesiredState, Family, FamilyState, Problem } from '../dataplane/types.ts'
 import type { EnforcerConfig, NetworkPolicy, Snapshot } from '../model.ts'
 import { fixedChains, hooks } from './chains.ts'
-import { buildCluster, namespaceOf, type Cluster } from './cluster.ts'
+import { buildCluster, namespaceOf, type Cluster, type PodInfo } from './cluster.ts'
 import { markBits } from './match.ts'
+import { MemberCache, podSignature } from './members.ts'
 import { analysePolicy, compilePolicyChain, conflictPlan, DIRECTIONS, policyChainName, selects, type Direction, type PolicyPlan } from './policy.ts'
-import { SetRegistry } from './sets.ts'
+import { SetRegistry, type SetUser } from './sets.ts'
 import { compareText } from './selector.ts'
 import { compileWorkloadChain, resolveWorkloads, type Subject } from './workload.ts'
 
@@ -47,46 +48,207 @@ function stableJson(v: unknown): string {
   return JSON.stringify(v) ?? 'null'
 }
 
-/** One plan per namespace/name, sorted; different objects under one name fail closed. */
-function analysePolicies(policies: NetworkPolicy[], problems: Problem[]): PolicyPlan[] {
-  const groups = new Map<string, NetworkPolicy[]>()
-  for (const p of policies) {
-    if (typeof p?.metadata?.name !== 'string' || p.metadata.name === '') continue
-    const id = `${namespaceOf(p.metadata)}/${p.metadata.name}`
-    groups.set(id, [...(groups.get(id) ?? []), p])
-  }
-  const plans: PolicyPlan[] = []
-  for (const id of [...groups.keys()].sort(compareText)) {
-    const group = groups.get(id)!
-    if (new Set(group.map((p) => stableJson(p.spec))).size === 1) {
-      plans.push(analysePolicy(group[0], problems))
-      continue
-    }
-    const plan = conflictPlan(namespaceOf(group[0].metadata), group[0].metadata.name)
-    problems.push({ object: `NetworkPolicy ${id}`, message: 'several different objects share this namespace/name', effect: 'isolated every pod of the namespace for ingress and egress; no traffic allowed by this policy' })
-    plans.push(plan)
-  }
-  return plans
-}
-
-function select(subjects: Subject[], plans: PolicyPlan[]): Selection[] {
-  return subjects.map((subject) => {
-    const pod = subject.pod
-    const applying = pod ? plans.filter((p) => selects(p, pod.namespace, pod.labels)) : []
-    return { subject, ingress: applying.filter((p) => p.ingress), egress: applying.filter((p) => p.egress) }
+/**
+ * Text that differs whenever two policy objects could compile differently:
+ * JSON, with the values JSON would conflate (NaN and null, an absent and an
+ * undefined field) spelled apart. Used only as a cache key.
+ */
+function contentKey(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => {
+    if (typeof x === 'string') return x.startsWith('\0') ? '\0' + x : x
+    if (typeof x === 'number') return Number.isFinite(x) ? x : `\0${x}`
+    if (x === undefined || typeof x === 'function' || typeof x === 'symbol' || typeof x === 'bigint') return `\0${typeof x}:${String(x)}`
+    return x
   })
 }
 
-function familyState(family: Family, cluster: Cluster, selections: Selection[], config: EnforcerConfig): FamilyState {
-  const sets = new SetRegistry(family)
-  // A policy chain exists only if some local workload jumps to it.
-  const used = new Map<string, { plan: PolicyPlan; dir: Direction }>()
-  for (const s of selections) for (const dir of DIRECTIONS) for (const plan of s[dir]) used.set(policyChainName(plan, dir), { plan, dir })
-  const chains: Chain[] = [...used.values()].map(({ plan, dir }) => compilePolicyChain(plan, dir, cluster, sets, config.acceptMark))
-  for (const s of selections) for (const dir of DIRECTIONS) chains.push(compileWorkloadChain(s.subject, dir, s[dir], config.acceptMark))
-  chains.push(...fixedChains(family, selections.map((s) => s.subject.iface), config))
-  chains.sort((a, b) => compareText(`${a.table} ${a.name}`, `${b.table} ${b.name}`))
-  return { family, hooks: hooks(), chains, sets: sets.all() }
+/** A policy's plan and the problems analysing it found, kept while the policy's content is unchanged. */
+interface Analysis {
+  plan: PolicyPlan
+  problems: Problem[]
+}
+
+/** A policy chain and the set lookups building it made, replayed when the chain is reused. */
+interface CompiledPolicyChain {
+  chain: Chain
+  uses: Parameters<SetUser['use']>[]
+}
+
+/** Passes set lookups through and remembers them. */
+class RecordingSets implements SetUser {
+  readonly uses: Parameters<SetUser['use']>[] = []
+  readonly family: Family
+  constructor(private readonly inner: SetUser) {
+    this.family = inner.family
+  }
+  use(...args: Parameters<SetUser['use']>): string {
+    this.uses.push(args)
+    return this.inner.use(...args)
+  }
+}
+
+/** Chains are shared between compiles and with the writer: frozen, so nobody can edit a cached one. */
+function frozen(chain: Chain): Chain {
+  for (const r of chain.rules) {
+    Object.freeze(r.match)
+    Object.freeze(r.action)
+    Object.freeze(r)
+  }
+  Object.freeze(chain.rules)
+  return Object.freeze(chain)
+}
+
+/**
+ * The compiler with memory: compile(snapshot) returns exactly what the pure
+ * compile() returns for the same snapshot (tests hold it to that after every
+ * kind of change), but reuses what an earlier call already worked out:
+ * - a policy's analysis and chains, while its content is unchanged (they depend
+ *   on the policy alone, never on the cluster);
+ * - set members, while no pod the set's selector matches (before or after)
+ *   changed (members.ts explains why that is enough);
+ * - workload and fixed chains, while their inputs are unchanged, so the writer
+ *   sees the same objects and skips rendering them.
+ * Every cache keeps only what the last compile used.
+ */
+export class Compiler {
+  private readonly members = new MemberCache()
+  private pods: Map<string, { signature: string; pods: PodInfo[] }> | undefined
+  private analyses = new Map<string, Analysis>()
+  private policyChains = new WeakMap<PolicyPlan, Map<string, CompiledPolicyChain>>()
+  private chains = new Map<string, Chain[]>()
+  private usedChains = new Map<string, Chain[]>()
+
+  constructor(private readonly config: EnforcerConfig) {}
+
+  compile(snapshot: Snapshot): DesiredState {
+    validateConfig(this.config)
+    const problems: Problem[] = []
+    const cluster = buildCluster(snapshot, problems)
+    this.members.update(this.changedPods(cluster))
+    const plans = this.analysePolicies(snapshot.policies, problems)
+    const subjects = resolveWorkloads(snapshot.workloads, cluster, this.config.ifacePrefix, problems)
+    const selections = select(subjects, plans)
+    const out: DesiredState = {
+      v4: this.familyState(4, cluster, selections),
+      v6: this.familyState(6, cluster, selections),
+      problems: sortedProblems(problems),
+      workloads: subjects.map((s) => s.iface),
+    }
+    this.members.prune()
+    this.chains = this.usedChains
+    this.usedChains = new Map()
+    return out
+  }
+
+  /** Pods whose content differs from the last compile's, old and new versions; 'all' when there is no last compile. */
+  private changedPods(cluster: Cluster): PodInfo[] | 'all' {
+    const nsSignatures = new Map([...cluster.nsLabels].map(([ns, labels]) => [ns, JSON.stringify([...labels])]))
+    const next = new Map<string, { signature: string; pods: PodInfo[] }>()
+    for (const [key, pods] of cluster.byKey) {
+      const signature = pods.length === 1 ? podSignature(pods[0], nsSignatures.get(pods[0].namespace)!) : JSON.stringify(pods.map((p) => podSignature(p, nsSignatures.get(p.namespace)!)))
+      next.set(key, { signature, pods })
+    }
+    const prev = this.pods
+    this.pods = next
+    if (!prev) return 'all'
+    const changed: PodInfo[] = []
+    for (const [key, n] of next) {
+      const o = prev.get(key)
+      if (o?.signature !== n.signature) changed.push(...n.pods, ...(o?.pods ?? []))
+    }
+    for (const [key, o] of prev) if (!next.has(key)) changed.push(...o.pods)
+    // Past a few hundred changed pods, recomputing every set is cheaper than testing each against every set.
+    return changed.length > 500 ? 'all' : changed
+  }
+
+  /** One plan per namespace/name, sorted; different objects under one name fail closed. */
+  private analysePolicies(policies: NetworkPolicy[], problems: Problem[]): PolicyPlan[] {
+    const groups = new Map<string, NetworkPolicy[]>()
+    for (const p of policies) {
+      if (typeof p?.metadata?.name !== 'string' || p.metadata.name === '') continue
+      const id = `${namespaceOf(p.metadata)}/${p.metadata.name}`
+      const group = groups.get(id)
+      if (group) group.push(p)
+      else groups.set(id, [p])
+    }
+    const analyses = new Map<string, Analysis>()
+    const plans: PolicyPlan[] = []
+    for (const id of [...groups.keys()].sort(compareText)) {
+      const group = groups.get(id)!
+      if (group.length === 1 || new Set(group.map((p) => stableJson(p.spec))).size === 1) {
+        const key = contentKey([namespaceOf(group[0].metadata), group[0].metadata.name, group[0].spec])
+        let a = analyses.get(key) ?? this.analyses.get(key)
+        if (!a) {
+          const found: Problem[] = []
+          a = { plan: analysePolicy(group[0], found), problems: found }
+        }
+        analyses.set(key, a)
+        problems.push(...a.problems)
+        plans.push(a.plan)
+        continue
+      }
+      const plan = conflictPlan(namespaceOf(group[0].metadata), group[0].metadata.name)
+      problems.push({ object: `NetworkPolicy ${id}`, message: 'several different objects share this namespace/name', effect: 'isolated every pod of the namespace for ingress and egress; no traffic allowed by this policy' })
+      plans.push(plan)
+    }
+    this.analyses = analyses
+    return plans
+  }
+
+  private policyChain(plan: PolicyPlan, dir: Direction, sets: SetRegistry): Chain {
+    let byKind = this.policyChains.get(plan)
+    if (!byKind) this.policyChains.set(plan, (byKind = new Map()))
+    const kind = `${dir} ${sets.family}`
+    let c = byKind.get(kind)
+    if (!c) {
+      const recorder = new RecordingSets(sets)
+      c = { chain: frozen(compilePolicyChain(plan, dir, recorder, this.config.acceptMark)), uses: recorder.uses }
+      byKind.set(kind, c)
+    } else {
+      for (const args of c.uses) sets.use(...args)
+    }
+    return c.chain
+  }
+
+  /** Chains built by `build` from exactly the inputs in `key`, reused while the key is unchanged. */
+  private reuse(key: string, build: () => Chain[]): Chain[] {
+    const chains = this.usedChains.get(key) ?? this.chains.get(key) ?? build().map(frozen)
+    this.usedChains.set(key, chains)
+    return chains
+  }
+
+  private familyState(family: Family, cluster: Cluster, selections: Selection[]): FamilyState {
+    const { config } = this
+    const sets = new SetRegistry(family)
+    // A policy chain exists only if some local workload jumps to it.
+    const used = new Map<string, { plan: PolicyPlan; dir: Direction }>()
+    for (const s of selections) for (const dir of DIRECTIONS) for (const plan of s[dir]) used.set(policyChainName(plan, dir), { plan, dir })
+    const chains: Chain[] = [...used.values()].map(({ plan, dir }) => this.policyChain(plan, dir, sets))
+    for (const s of selections) {
+      for (const dir of DIRECTIONS) {
+        const key = JSON.stringify(['workload', s.subject.iface, s.subject.pod?.namespace ?? null, s.subject.pod?.name ?? null, dir, s[dir].map((p) => [p.namespace, p.name])])
+        chains.push(...this.reuse(key, () => [compileWorkloadChain(s.subject, dir, s[dir], config.acceptMark)]))
+      }
+    }
+    const ifaces = selections.map((s) => s.subject.iface)
+    chains.push(...this.reuse(JSON.stringify(['fixed', family, ifaces]), () => fixedChains(family, ifaces, config)))
+    chains.sort((a, b) => compareText(`${a.table} ${a.name}`, `${b.table} ${b.name}`))
+    return { family, hooks: hooks(), chains, sets: sets.all((r) => this.members.members(r, family, cluster)) }
+  }
+}
+
+function select(subjects: Subject[], plans: PolicyPlan[]): Selection[] {
+  const byNamespace = new Map<string, PolicyPlan[]>()
+  for (const p of plans) {
+    const list = byNamespace.get(p.namespace)
+    if (list) list.push(p)
+    else byNamespace.set(p.namespace, [p])
+  }
+  return subjects.map((subject) => {
+    const pod = subject.pod
+    const applying = pod ? (byNamespace.get(pod.namespace) ?? []).filter((p) => selects(p, pod.namespace, pod.labels)) : []
+    return { subject, ingress: applying.filter((p) => p.ingress), egress: applying.filter((p) => p.egress) }
+  })
 }
 
 function sortedProblems(problems: Problem[]): Problem[] {
@@ -94,17 +256,7 @@ function sortedProblems(problems: Problem[]): Problem[] {
   return [...unique.keys()].sort(compareText).map((k) => unique.get(k)!)
 }
 
+/** The pure compiler: a fresh Compiler, so nothing is remembered between calls. */
 export function compile(snapshot: Snapshot, config: EnforcerConfig): DesiredState {
-  validateConfig(config)
-  const problems: Problem[] = []
-  const cluster = buildCluster(snapshot, problems)
-  const plans = analysePolicies(snapshot.policies, problems)
-  const subjects = resolveWorkloads(snapshot.workloads, cluster, config.ifacePrefix, problems)
-  const selections = select(subjects, plans)
-  return {
-    v4: familyState(4, cluster, selections, config),
-    v6: familyState(6, cluster, selections, config),
-    problems: sortedProblems(problems),
-    workloads: subjects.map((s) => s.iface),
-  }
+  return new Compiler(config).compile(snapshot)
 }

@@ -1,14 +1,13 @@
 // NetworkPolicyPeer: validation into peer specs, and per-family set matches.
-import type { Cluster } from './cluster.ts'
 import { formatCidr, parseCidr, storableNets, strictlyContains, type Cidr } from './ip.ts'
 import { inSet } from './match.ts'
-import type { SetRegistry } from './sets.ts'
-import { describeSelector, matches, parseSelector, selectorKey, compareText, type Selector } from './selector.ts'
+import type { SetUser } from './sets.ts'
+import { describeSelector, parseSelector, selectorKey, compareText, type Selector } from './selector.ts'
 
-export type PeerSpec =
-  /** Pods chosen by label: `namespace` set = only that namespace; else namespaces matching `nsSel`. */
-  | { kind: 'pods'; namespace: string | null; nsSel: Selector | null; podSel: Selector }
-  | { kind: 'net'; cidr: Cidr; except: Cidr[] }
+/** Pods chosen by label: `namespace` set = only that namespace; else namespaces matching `nsSel`. */
+export type PodsPeer = { kind: 'pods'; namespace: string | null; nsSel: Selector | null; podSel: Selector }
+export type NetPeer = { kind: 'net'; cidr: Cidr; except: Cidr[] }
+export type PeerSpec = PodsPeer | NetPeer
 
 /** null means "all peers". */
 export type PeersResult = { ok: true; peers: PeerSpec[] | null } | { ok: false; error: string }
@@ -77,7 +76,7 @@ export function parsePeers(raw: unknown, policyNamespace: string, at: string): P
 }
 
 /** ipset members for an ipBlock: the cidr, with each except as a more specific `nomatch` entry. */
-export function netMembers(spec: Extract<PeerSpec, { kind: 'net' }>): string[] {
+export function netMembers(spec: NetPeer): string[] {
   const excepts = new Set(spec.except.map(formatCidr))
   const positives = storableNets(spec.cidr).map(formatCidr)
   // An except equal to a positive entry (possible only for a /0 stored as two /1s)
@@ -87,15 +86,10 @@ export function netMembers(spec: Extract<PeerSpec, { kind: 'net' }>): string[] {
   return out
 }
 
-function podsSet(spec: Extract<PeerSpec, { kind: 'pods' }>, cluster: Cluster, sets: SetRegistry): string {
+function podsSet(spec: PodsPeer, sets: SetUser): string {
   const key = JSON.stringify(['pods', spec.namespace, spec.nsSel ? selectorKey(spec.nsSel) : null, selectorKey(spec.podSel)])
   const where = spec.namespace !== null ? `in ${spec.namespace}` : `in namespaces ${describeSelector(spec.nsSel!)}`
-  const members = (): string[] =>
-    cluster.pods
-      .filter((pod) => pod.peerEligible && matches(spec.podSel, pod.labels))
-      .filter((pod) => (spec.namespace !== null ? pod.namespace === spec.namespace : matches(spec.nsSel!, pod.nsLabels)))
-      .flatMap((pod) => pod.ips[sets.family])
-  return sets.use('ip', key, 'hash:ip', `pods ${describeSelector(spec.podSel)} ${where}`, members)
+  return sets.use('ip', key, 'hash:ip', `pods ${describeSelector(spec.podSel)} ${where}`, { kind: 'pods', peer: spec })
 }
 
 /**
@@ -103,10 +97,10 @@ function podsSet(spec: Extract<PeerSpec, { kind: 'pods' }>, cluster: Cluster, se
  * or destination (egress) address. null when the peer holds no address of the
  * family (an IPv4 ipBlock in the IPv6 chains), so the rule is left out there.
  */
-export function peerMatch(spec: PeerSpec, field: 'src' | 'dst', cluster: Cluster, sets: SetRegistry): string[] | null {
-  if (spec.kind === 'pods') return inSet(podsSet(spec, cluster, sets), field)
+export function peerMatch(spec: PeerSpec, field: 'src' | 'dst', sets: SetUser): string[] | null {
+  if (spec.kind === 'pods') return inSet(podsSet(spec, sets), field)
   if (spec.cidr.family !== sets.family) return null
   const key = JSON.stringify(['net', formatCidr(spec.cidr), spec.except.map(formatCidr)])
   const text = `ipBlock ${formatCidr(spec.cidr)}${spec.except.length ? ' except ' + spec.except.map(formatCidr).join(',') : ''}`
-  return inSet(sets.use('net', key, 'hash:net', text, () => netMembers(spec)), field)
+  return inSet(sets.use('net', key, 'hash:net', text, { kind: 'net', peer: spec }), field)
 }

@@ -8,12 +8,11 @@
 import type { Chain, Problem, Rule } from '../dataplane/types.ts'
 import type { NetworkPolicy } from '../model.ts'
 import { policyChain } from '../../shared/names.ts'
-import type { Cluster } from './cluster.ts'
 import { namespaceOf } from './cluster.ts'
 import { markIsSet, RETURN, rule, setMark } from './match.ts'
 import { parsePeers, peerMatch, type PeerSpec } from './peers.ts'
 import { parsePorts, portMatches, type NamedPortScope, type PortSpec } from './ports.ts'
-import type { SetRegistry } from './sets.ts'
+import type { SetUser } from './sets.ts'
 import { matches, parseSelector, type Labels, type Selector } from './selector.ts'
 
 export type Direction = 'ingress' | 'egress'
@@ -125,10 +124,11 @@ export function policyChainName(plan: PolicyPlan, dir: Direction): string {
 
 /**
  * The policy's chain for one direction and family: per rule, per peer × port,
- * set the accept mark and return. A direction wren cannot honour gets a lone
+ * set the accept mark and return. It depends on the policy alone, never on the
+ * cluster: sets are named by what they select, their members come later. A direction wren cannot honour gets a lone
  * RETURN, so the chain still exists (the workload chains jump to it) but allows nothing.
  */
-export function compilePolicyChain(plan: PolicyPlan, dir: Direction, cluster: Cluster, sets: SetRegistry, mark: number): Chain {
+export function compilePolicyChain(plan: PolicyPlan, dir: Direction, sets: SetUser, mark: number): Chain {
   const name = policyChainName(plan, dir)
   const d = plan[dir]
   const origin = `policy ${policyId(plan)} ${dir}`
@@ -139,8 +139,8 @@ export function compilePolicyChain(plan: PolicyPlan, dir: Direction, cluster: Cl
   const rules: Rule[] = []
   for (let i = 0; i < d.rules.length; i++) {
     const r = d.rules[i]
-    const peers = r.peers === null ? [{ tokens: [] as string[], label: 'all' }] : peerMatches(r.peers, field, cluster, sets)
-    const ports = portMatches(r.ports, scope, cluster, sets)
+    const peers = r.peers === null ? [{ tokens: [] as string[], label: 'all' }] : peerMatches(r.peers, field, sets)
+    const ports = portMatches(r.ports, scope, sets)
     for (const peer of peers) {
       for (const port of ports) {
         const text = `${origin} rule ${i} peer ${peer.label} ports ${port.label}`
@@ -152,10 +152,10 @@ export function compilePolicyChain(plan: PolicyPlan, dir: Direction, cluster: Cl
   return { name, table: 'filter', rules }
 }
 
-function peerMatches(peers: PeerSpec[], field: 'src' | 'dst', cluster: Cluster, sets: SetRegistry): { tokens: string[]; label: string }[] {
+function peerMatches(peers: PeerSpec[], field: 'src' | 'dst', sets: SetUser): { tokens: string[]; label: string }[] {
   const out: { tokens: string[]; label: string }[] = []
   peers.forEach((spec, j) => {
-    const tokens = peerMatch(spec, field, cluster, sets)
+    const tokens = peerMatch(spec, field, sets)
     if (tokens) out.push({ tokens, label: String(j) })
   })
   return out

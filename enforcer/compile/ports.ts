@@ -1,10 +1,8 @@
 // NetworkPolicyPort: validation into port specs, and per-family matches.
-import type { Family } from '../dataplane/types.ts'
-import type { Cluster, PodInfo } from './cluster.ts'
 import { protoOf } from './cluster.ts'
 import { inSet, protoPorts, type Proto } from './match.ts'
-import type { SetRegistry } from './sets.ts'
-import { matches, selectorKey, describeSelector, type Selector } from './selector.ts'
+import type { SetUser } from './sets.ts'
+import { selectorKey, describeSelector, type Selector } from './selector.ts'
 
 export type PortSpec =
   | { kind: 'proto'; proto: Proto }
@@ -84,36 +82,23 @@ export interface PortMatch {
  */
 export type NamedPortScope = { direction: 'ingress'; namespace: string; subject: Selector } | { direction: 'egress' }
 
-function namedMembers(pods: PodInfo[], family: Family, proto: Proto, name: string): string[] {
-  const out: string[] = []
-  for (const pod of pods) {
-    for (const np of pod.namedPorts) {
-      if (np.name !== name || np.proto !== proto) continue
-      for (const ip of pod.ips[family]) out.push(`${ip},${proto}:${np.port}`)
-    }
-  }
-  return out
-}
-
-function namedPortSet(p: Extract<PortSpec, { kind: 'named' }>, scope: NamedPortScope, cluster: Cluster, sets: SetRegistry): string {
-  const eligible = cluster.pods.filter((pod) => pod.peerEligible)
+function namedPortSet(p: Extract<PortSpec, { kind: 'named' }>, scope: NamedPortScope, sets: SetUser): string {
   if (scope.direction === 'egress') {
     const key = JSON.stringify(['egress-named', p.proto, p.name])
-    return sets.use('ipport', key, 'hash:ip,port', `named port ${p.proto}:${p.name} on any pod`, () => namedMembers(eligible, sets.family, p.proto, p.name))
+    return sets.use('ipport', key, 'hash:ip,port', `named port ${p.proto}:${p.name} on any pod`, { kind: 'named', proto: p.proto, name: p.name, on: null })
   }
-  const subjects = eligible.filter((pod) => pod.namespace === scope.namespace && matches(scope.subject, pod.labels))
   const key = JSON.stringify(['ingress-named', scope.namespace, selectorKey(scope.subject), p.proto, p.name])
   const text = `named port ${p.proto}:${p.name} on pods ${describeSelector(scope.subject)} in ${scope.namespace}`
-  return sets.use('ipport', key, 'hash:ip,port', text, () => namedMembers(subjects, sets.family, p.proto, p.name))
+  return sets.use('ipport', key, 'hash:ip,port', text, { kind: 'named', proto: p.proto, name: p.name, on: { namespace: scope.namespace, subject: scope.subject } })
 }
 
 /** The matches for one rule's ports in one family; one entry when all ports are allowed. */
-export function portMatches(ports: PortSpec[] | null, scope: NamedPortScope, cluster: Cluster, sets: SetRegistry): PortMatch[] {
+export function portMatches(ports: PortSpec[] | null, scope: NamedPortScope, sets: SetUser): PortMatch[] {
   if (ports === null) return [{ tokens: [], label: 'all' }]
   return ports.map((p) => {
     if (p.kind === 'proto') return { tokens: protoPorts(p.proto), label: describePort(p) }
     if (p.kind === 'range') return { tokens: protoPorts(p.proto, p), label: describePort(p) }
     // The ip,port set holds protocol and number, so the set match alone checks both.
-    return { tokens: inSet(namedPortSet(p, scope, cluster, sets), 'dst,dst'), label: describePort(p) }
+    return { tokens: inSet(namedPortSet(p, scope, sets), 'dst,dst'), label: describePort(p) }
   })
 }

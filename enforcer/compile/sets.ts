@@ -1,12 +1,42 @@
 // Collects the ipsets one family's chains reference. A set is emitted only
-// when a rule asks for it, once per name, with its members computed once.
+// when a rule asks for it, once per name. Rules name a set by what it selects
+// (a MemberSource, plain data); its members are resolved against the cluster
+// once per compile, after every chain is built.
 import type { Family, IpSet, SetType } from '../dataplane/types.ts'
 import { setName, type SetKind } from '../../shared/names.ts'
 import { comment } from './match.ts'
+import type { MemberSource } from './members.ts'
 import { compareText } from './selector.ts'
 
-export class SetRegistry {
-  private readonly sets = new Map<string, IpSet>()
+/** What building a chain needs from the sets: a name for each set it matches. */
+export interface SetUser {
+  readonly family: Family
+  use(kind: SetKind, key: string, type: SetType, description: string, source: MemberSource): string
+}
+
+export interface SetRequest {
+  name: string
+  /** Unambiguous text of what the set selects; equal keys mean equal members. */
+  key: string
+  type: SetType
+  description: string
+  source: MemberSource
+}
+
+/** Set names are hashes; the same few hundred keys come back on every compile. */
+const names = new Map<string, string>()
+function cachedSetName(kind: SetKind, family: Family, key: string): string {
+  const k = `${kind}\0${family}\0${key}`
+  let name = names.get(k)
+  if (name === undefined) {
+    if (names.size >= 100_000) names.clear()
+    names.set(k, (name = setName(kind, family, key)))
+  }
+  return name
+}
+
+export class SetRegistry implements SetUser {
+  private readonly requests = new Map<string, SetRequest>()
 
   constructor(readonly family: Family) {}
 
@@ -15,16 +45,21 @@ export class SetRegistry {
    * name hashes the key (what the set means), never its members, so a pod IP
    * change edits members and leaves every chain that names the set untouched.
    */
-  use(kind: SetKind, key: string, type: SetType, description: string, members: () => string[]): string {
-    const name = setName(kind, this.family, key)
-    if (!this.sets.has(name)) {
-      const sorted = [...new Set(members())].sort(compareText)
-      this.sets.set(name, { name, type, family: this.family, members: sorted, comment: comment(description) })
-    }
+  use(kind: SetKind, key: string, type: SetType, description: string, source: MemberSource): string {
+    const name = cachedSetName(kind, this.family, key)
+    if (!this.requests.has(name)) this.requests.set(name, { name, key: `${kind}\0${key}`, type, description, source })
     return name
   }
 
-  all(): IpSet[] {
-    return [...this.sets.values()].sort((a, b) => compareText(a.name, b.name))
+  /** Every set used, sorted by name; `members` returns sorted, deduplicated members. */
+  all(members: (r: SetRequest) => string[]): IpSet[] {
+    return [...this.requests.values()]
+      .sort((a, b) => compareText(a.name, b.name))
+      .map((r) => ({ name: r.name, type: r.type, family: this.family, members: members(r), comment: comment(r.description) }))
   }
+}
+
+/** Sorted and deduplicated, as IpSet.members must be. */
+export function canonicalList(members: string[]): string[] {
+  return [...new Set(members)].sort(compareText)
 }

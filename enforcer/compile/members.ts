@@ -1,0 +1,129 @@
+// Set members: what each kind of set selects (a MemberSource, plain data), the
+// pods of the cluster it selects, and a cache of members across compiles.
+//
+// The cache is what keeps a label change cheap at cluster scale. It relies on
+// one property: whether a pod belongs to a set, and what it contributes, depends
+// only on that pod's own PodInfo (labels, namespace labels, IPs, named ports,
+// eligibility). So after a change, a set whose selector matches neither the old
+// nor the new version of any changed pod has exactly the members it had. The
+// caller finds the changed pods by comparing each pod's signature (podSignature)
+// with the previous compile's; every other set is recomputed.
+import type { Family } from '../dataplane/types.ts'
+import { candidates, type Cluster, type PodInfo } from './cluster.ts'
+import type { Proto } from './match.ts'
+import { netMembers, type NetPeer, type PodsPeer } from './peers.ts'
+import { canonicalList, type SetRequest } from './sets.ts'
+import { matches, type Selector } from './selector.ts'
+
+export type MemberSource =
+  | { kind: 'pods'; peer: PodsPeer }
+  | { kind: 'net'; peer: NetPeer }
+  /** ip,port entries of a named container port; `on`: only the subject pods of an ingress policy, null: any pod. */
+  | { kind: 'named'; proto: Proto; name: string; on: { namespace: string; subject: Selector } | null }
+
+function hasNamedPort(pod: PodInfo, proto: Proto, name: string): boolean {
+  return pod.namedPorts.some((np) => np.name === name && np.proto === proto)
+}
+
+/** Whether `pod` is selected by the source (it contributes members or would if it had addresses). */
+export function involves(source: MemberSource, pod: PodInfo): boolean {
+  if (!pod.peerEligible) return false
+  switch (source.kind) {
+    case 'net':
+      return false
+    case 'pods': {
+      const { peer } = source
+      if (peer.namespace !== null ? pod.namespace !== peer.namespace : !matches(peer.nsSel!, pod.nsLabels)) return false
+      return matches(peer.podSel, pod.labels)
+    }
+    case 'named':
+      if (source.on && (pod.namespace !== source.on.namespace || !matches(source.on.subject, pod.labels))) return false
+      return hasNamedPort(pod, source.proto, source.name)
+  }
+}
+
+/** The peer-eligible pods the source selects, found through the cluster's indexes. */
+function selectedPods(source: Exclude<MemberSource, { kind: 'net' }>, cluster: Cluster): PodInfo[] {
+  let pool: PodInfo[]
+  if (source.kind === 'pods') {
+    const { peer } = source
+    if (peer.namespace !== null) pool = cluster.eligibleByNamespace.get(peer.namespace) ?? []
+    else {
+      const namespaces = [...cluster.nsLabels].filter(([, labels]) => matches(peer.nsSel!, labels)).map(([ns]) => ns)
+      pool = namespaces.length === cluster.nsLabels.size ? cluster.eligible : namespaces.flatMap((ns) => cluster.eligibleByNamespace.get(ns) ?? [])
+    }
+    pool = candidates(cluster, peer.podSel, pool)
+  } else if (source.on) {
+    pool = candidates(cluster, source.on.subject, cluster.eligibleByNamespace.get(source.on.namespace) ?? [])
+  } else {
+    pool = cluster.eligible
+  }
+  return pool.filter((pod) => involves(source, pod))
+}
+
+function podMembers(source: Exclude<MemberSource, { kind: 'net' }>, pods: PodInfo[], family: Family): string[] {
+  const out: string[] = []
+  for (const pod of pods) {
+    if (source.kind === 'pods') {
+      out.push(...pod.ips[family])
+      continue
+    }
+    for (const np of pod.namedPorts) {
+      if (np.name !== source.name || np.proto !== source.proto) continue
+      for (const ip of pod.ips[family]) out.push(`${ip},${source.proto}:${np.port}`)
+    }
+  }
+  // Shared with later compiles through the cache: frozen so no consumer can edit it.
+  return Object.freeze(canonicalList(out)) as string[]
+}
+
+/** The content of a pod that set membership depends on, as unambiguous text. */
+export function podSignature(pod: PodInfo, nsSignature: string): string {
+  const ports = pod.namedPorts.map((p) => [p.name, p.proto, p.port])
+  return JSON.stringify([pod.peerEligible, [...pod.labels], nsSignature, pod.ips[4], pod.ips[6], ports])
+}
+
+interface Entry {
+  source: MemberSource
+  members: Record<Family, string[]>
+}
+
+/**
+ * Members per set key, kept across compiles. `update` must see every compile's
+ * changed pods (or `all`) before `members` is asked for that compile's sets.
+ */
+export class MemberCache {
+  private entries = new Map<string, Entry>()
+  private used = new Set<string>()
+
+  /** Drops every entry a changed pod could affect; `changed` holds both old and new versions. */
+  update(changed: PodInfo[] | 'all'): void {
+    if (changed === 'all') this.entries.clear()
+    else if (changed.length > 0) {
+      for (const [key, e] of this.entries) if (changed.some((pod) => involves(e.source, pod))) this.entries.delete(key)
+    }
+  }
+
+  members(r: SetRequest, family: Family, cluster: Cluster): string[] {
+    this.used.add(r.key)
+    let e = this.entries.get(r.key)
+    if (!e) {
+      const source = r.source
+      if (source.kind === 'net') {
+        const net = Object.freeze(canonicalList(netMembers(source.peer))) as string[]
+        e = { source, members: source.peer.cidr.family === 4 ? { 4: net, 6: [] } : { 4: [], 6: net } }
+      } else {
+        const pods = selectedPods(source, cluster)
+        e = { source, members: { 4: podMembers(source, pods, 4), 6: podMembers(source, pods, 6) } }
+      }
+      this.entries.set(r.key, e)
+    }
+    return e.members[family]
+  }
+
+  /** Forgets the sets this compile did not use, so the cache never outgrows one desired state. */
+  prune(): void {
+    for (const key of this.entries.keys()) if (!this.used.has(key)) this.entries.delete(key)
+    this.used.clear()
+  }
+}
