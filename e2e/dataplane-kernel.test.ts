@@ -9,7 +9,7 @@
 // this test's packets.
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { Cleanup, addNetns, blackhole, sh, trySh } from './lib/host.ts'
+import { Cleanup, addNetns, blackhole, exclusiveKernel, sh, trySh } from './lib/host.ts'
 import { exec, type Exec } from '../shared/exec.ts'
 import { nullLogger } from '../shared/log.ts'
 import { Dataplane } from '../enforcer/dataplane/writer.ts'
@@ -89,6 +89,8 @@ t.test('real kernel: apply, traffic, updates, drift, restart, cleanup', async (t
     const errors = await cleanup.run()
     if (errors.length) console.error('teardown:', errors)
   })
+  // an agent on this machine would treat our `wrendp` objects as its own stale ones
+  await exclusiveKernel(cleanup)
   cleanup.push('dataplane cleanup', async () => {
     await dp.cleanup()
     const left = wrenLeft()

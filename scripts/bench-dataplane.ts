@@ -6,6 +6,7 @@
 // `iptables-restore --noflush` of the same rendered text. Everything is created
 // under the owner prefix `wrenbench` and removed at the end, also on failure.
 import { exec, execOk } from '../shared/exec.ts'
+import { Cleanup, exclusiveKernel } from '../e2e/lib/host.ts'
 import { nullLogger } from '../shared/log.ts'
 import { backendFor } from '../enforcer/dataplane/backend.ts'
 import { prepare } from '../enforcer/dataplane/prepare.ts'
@@ -96,6 +97,17 @@ async function repeat(label: string, dp: Dataplane, states: DesiredState[]): Pro
 }
 
 async function main(): Promise<void> {
+  // an agent on this machine would remove our `wrenbench` objects as stale ones of its own
+  const lock = new Cleanup()
+  await exclusiveKernel(lock)
+  try {
+    await measure()
+  } finally {
+    await lock.run()
+  }
+}
+
+async function measure(): Promise<void> {
   const base = build()
   const memberChange = [build({ setSalt: 1 }), base]
   const chainChange = [build({ chainTweak: true }), base]
