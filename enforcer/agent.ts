@@ -14,7 +14,7 @@
 import type { Logger } from '../shared/log.ts'
 import type { DesiredState, Problem } from './dataplane/types.ts'
 import type { EnforcerConfig } from './model.ts'
-import { compile } from './compile/index.ts'
+import { Compiler } from './compile/index.ts'
 import { Store } from './store.ts'
 import { Runner } from './runner.ts'
 import type { AgentMetrics } from './metrics.ts'
@@ -63,8 +63,11 @@ export class Agent {
   private waiters = new Set<Waiter>()
   readonly runner: Runner
   private started = false
+  /** Remembers what unchanged policies and pods compiled to, so a sync costs what changed. */
+  private readonly compiler: Compiler
 
   constructor(private readonly deps: AgentDeps) {
+    this.compiler = new Compiler(deps.config)
     this.runner = new Runner({ run: () => this.sync(), minIntervalMs: 10, retryMs: 1000, maxDelayMs: 500, resyncMs: 30_000 })
   }
 
@@ -87,11 +90,11 @@ export class Agent {
 
   /** One compile + apply of the current snapshot. Throws so the runner retries. */
   private async sync(): Promise<void> {
-    const { store, writer, config, log } = this.deps
+    const { store, writer, log } = this.deps
     const now = this.deps.now ?? Date.now
     const generation = store.generation
     const t0 = now()
-    const desired = compile(store.snapshot(), config)
+    const desired = this.compiler.compile(store.snapshot())
     try {
       await writer.apply(desired)
     } catch (e) {

@@ -4,7 +4,7 @@
 // a chain or set it is not also creating. Pure.
 import { OWNER_PREFIX } from '../../shared/names.ts'
 import { RenderError, canonicalMembers, checkSetName, renderChain, renderRule, ruleHashes, type RenderedChain } from './render.ts'
-import type { DesiredState, Family, FamilyState, IpSet, Rule, Table } from './types.ts'
+import type { Chain, DesiredState, Family, FamilyState, IpSet, Rule, Table } from './types.ts'
 
 export interface PreparedHook {
   hash: string
@@ -37,6 +37,18 @@ export interface Prepared {
 export class PrepareMemo {
   chains = new Map<string, RenderedChain>()
   sets = new Map<string, Set<string>>()
+  /**
+   * The same, keyed by object identity, for frozen chains and member lists
+   * (the Compiler hands out the very same frozen objects while they are
+   * unchanged): no key text to build. Frozen means their content cannot have
+   * changed since they were rendered.
+   */
+  frozenChains = new WeakMap<Chain, { key: string; rc: RenderedChain }>()
+  frozenMembers = new WeakMap<readonly string[], { head: string; key: string; members: Set<string> }>()
+}
+
+function deeplyFrozen(c: Chain): boolean {
+  return Object.isFrozen(c) && Object.isFrozen(c.rules) && c.rules.every((r) => Object.isFrozen(r) && Object.isFrozen(r.match) && Object.isFrozen(r.action))
 }
 
 export function hookRule(chain: string, target: string): Rule {
@@ -53,9 +65,14 @@ export function prepare(state: DesiredState, maxelem: number, owner: string = OW
       if (!set.name.startsWith(owner)) throw new RenderError(`set ${set.name} does not start with ${owner}`)
       if (set.family !== fs.family) throw new RenderError(`set ${set.name} is IPv${set.family} but listed under v${fs.family}`)
       if (sets.has(set.name)) throw new RenderError(`set ${set.name} is defined twice`)
-      const key = `${set.type}\0${set.family}\0${set.name}\0${set.members.join('\0')}`
-      const members = memo.sets.get(key) ?? canonicalMembers(set)
+      const head = `${set.type}\0${set.family}\0${set.name}\0`
+      const isFrozen = Object.isFrozen(set.members)
+      const known = isFrozen ? memo.frozenMembers.get(set.members) : undefined
+      const hit = known?.head === head ? known : undefined
+      const key = hit?.key ?? `${head}${set.members.join('\0')}`
+      const members = hit?.members ?? memo.sets.get(key) ?? canonicalMembers(set)
       next.sets.set(key, members)
+      if (isFrozen && !hit) memo.frozenMembers.set(set.members, { head, key, members })
       if (members.size > maxelem) throw new RenderError(`set ${set.name} has ${members.size} members, more than maxelem ${maxelem}`)
       sets.set(set.name, { set, members })
     }
@@ -79,9 +96,12 @@ function prepareFamily(fs: FamilyState, sets: Map<string, PreparedSet>, owner: s
     const pt = table(c.table)
     if (!c.name.startsWith(owner)) throw new RenderError(`chain ${c.name} does not start with ${owner}`)
     if (pt.chains.has(c.name)) throw new RenderError(`chain ${c.name} is defined twice in v${fs.family} ${c.table}`)
-    const key = `${c.name}\0${JSON.stringify(c.rules)}`
-    const rc = memo.chains.get(key) ?? renderChain(c.name, c.rules)
+    const isFrozen = deeplyFrozen(c)
+    const known = isFrozen ? memo.frozenChains.get(c) : undefined
+    const key = known?.key ?? `${c.name}\0${JSON.stringify(c.rules)}`
+    const rc = known?.rc ?? memo.chains.get(key) ?? renderChain(c.name, c.rules)
     next.chains.set(key, rc)
+    if (isFrozen && !known) memo.frozenChains.set(c, { key, rc })
     pt.chains.set(c.name, rc)
   }
   for (const c of fs.chains) {

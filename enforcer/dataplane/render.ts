@@ -10,7 +10,8 @@
 // The renderer is the last line of defence against a compiler bug injecting
 // something into a restore file: a token outside a strict alphabet, or one
 // that would start a second command, throws instead of being quoted.
-import { CHAIN_MAX, OWNER_PREFIX, SET_MAX, hashParts } from '../../shared/names.ts'
+import { hash } from 'node:crypto'
+import { CHAIN_MAX, OWNER_PREFIX, SET_MAX } from '../../shared/names.ts'
 import type { Family, IpSet, Rule, SetType } from './types.ts'
 import { canonicalMember } from './members.ts'
 
@@ -66,6 +67,17 @@ export function commentText(hash: string, comment: string): string {
 }
 
 /**
+ * The same digest as shared/names.ts hashParts (SHA-256 of the NUL-terminated
+ * parts, hex, cut), computed natively: a cold apply hashes every rule, and the
+ * plain-JS SHA-256 there (kept for the CNI plugin's start-up) costs ~10x more.
+ * A collision-resistant hash matters: a rule whose hash equals that of the rule
+ * the kernel holds would never be rewritten.
+ */
+function ruleDigest(parts: readonly string[], hexLen: number): string {
+  return hash('sha256', parts.map((p) => p + '\0').join('')).slice(0, hexLen)
+}
+
+/**
  * One hash per rule. Identical rules in one chain get distinct hashes through
  * their occurrence index, so the chain's hash list identifies its content in order.
  */
@@ -76,10 +88,10 @@ export function ruleHashes(chain: string, rules: readonly Rule[]): string[] {
     if (r.action.length === 0) throw new RenderError(`${where}: empty action`)
     for (const t of r.match) checkToken(t, where)
     for (const t of r.action) checkToken(t, where)
-    const key = hashParts([...r.match, '\x01', ...r.action, '\x01', sanitiseComment(r.comment)], 32)
+    const key = ruleDigest([...r.match, '\x01', ...r.action, '\x01', sanitiseComment(r.comment)], 32)
     const n = seen.get(key) ?? 0
     seen.set(key, n + 1)
-    return n === 0 ? key.slice(0, HASH_LEN) : hashParts([key, String(n)], HASH_LEN)
+    return n === 0 ? key.slice(0, HASH_LEN) : ruleDigest([key, String(n)], HASH_LEN)
   })
 }
 
