@@ -11,7 +11,10 @@
  * Invariants: every stored object passed normalize() (bad objects are logged
  * and refused, never stored, never thrown); `generation` increments exactly
  * once per effective change (once per batch()); an upsert whose canonical JSON
- * equals the stored one is not a change. Snapshots are cached per generation.
+ * equals the stored one is not a change. Snapshots are cached per generation,
+ * and their per-kind lists until that kind (or, for pods, the workloads)
+ * changes, so unchanged lists keep their identity from one snapshot to the
+ * next; the key order of a kind is re-sorted only when keys come or go.
  * Concurrency: synchronous, single-threaded; 'change' is emitted synchronously
  * after the change (or at the end of the outermost batch()).
  */
@@ -44,6 +47,11 @@ export class Store extends EventEmitter {
   private batchDepth = 0
   private changedInBatch = false
   private cache?: { gen: number; snap: Snapshot }
+  /** Keys per kind in order; dropped when a key comes or goes. */
+  private order = new Map<Kind, string[]>()
+  /** Frozen, key-ordered objects per kind; dropped when the kind changes. */
+  private sorted = new Map<Kind, readonly KubeObject[]>()
+  private podsCache?: { from: readonly KubeObject[]; workloads: LocalWorkload[]; pods: readonly Pod[] }
 
   constructor(opts: StoreOptions = {}) {
     super()
@@ -61,14 +69,17 @@ export class Store extends EventEmitter {
     return this.put(kind, obj, origin)?.changed ?? false
   }
 
-  /** Removes one object whoever wrote it; false when it was not there. */
-  remove(kind: Kind, namespace: string | undefined, name: string): boolean {
+  /** Removes one object (with `origin`: only if that origin wrote it); false when it was not there. */
+  remove(kind: Kind, namespace: string | undefined, name: string, origin?: string): boolean {
     if (!this.maps.has(kind)) {
       this.log.error(`refusing to remove ${kind} ${namespace ?? ''}/${name}: unknown kind`)
       return false
     }
-    if (!this.map(kind).delete(objectKey(kind, namespace, name))) return false
-    this.changed()
+    const map = this.map(kind)
+    const key = objectKey(kind, namespace, name)
+    if (origin !== undefined && map.get(key)?.origin !== origin) return false
+    if (!map.delete(key)) return false
+    this.changed(kind, true)
     return true
   }
 
@@ -87,7 +98,7 @@ export class Store extends EventEmitter {
       for (const [key, e] of this.map(kind)) {
         if (e.origin === origin && !seen.has(key)) {
           this.map(kind).delete(key)
-          this.changed()
+          this.changed(kind, true)
         }
       }
       return this.gen !== before
@@ -139,7 +150,10 @@ export class Store extends EventEmitter {
 
   /** Every stored object of `kind`, in key order. */
   list(kind: Kind): KubeObject[] {
-    return [...this.map(kind).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e.obj)
+    const map = this.map(kind)
+    let keys = this.order.get(kind)
+    if (!keys) this.order.set(kind, (keys = [...map.keys()].sort()))
+    return keys.map((k) => map.get(k)!.obj)
   }
 
   /** Object counts by kind and by origin, for status output. */
@@ -160,6 +174,19 @@ export class Store extends EventEmitter {
    */
   snapshot(): Snapshot {
     if (this.cache?.gen === this.gen) return this.cache.snap
+    const snap: Snapshot = Object.freeze({
+      namespaces: this.sortedList('Namespace') as Namespace[],
+      pods: this.snapshotPods() as Pod[],
+      policies: this.sortedList('NetworkPolicy') as NetworkPolicy[],
+      workloads: Object.freeze([...this.workloads]) as LocalWorkload[],
+    })
+    this.cache = { gen: this.gen, snap }
+    return snap
+  }
+
+  private snapshotPods(): readonly Pod[] {
+    const from = this.sortedList('Pod')
+    if (this.podsCache?.from === from && this.podsCache.workloads === this.workloads) return this.podsCache.pods
     const ipsByPod = new Map<string, string[]>()
     for (const w of this.workloads) {
       if (!w.namespace || !w.pod) continue
@@ -167,19 +194,19 @@ export class Store extends EventEmitter {
       ipsByPod.set(k, [...new Set([...(ipsByPod.get(k) ?? []), ...w.ips])])
     }
     const pods: Pod[] = []
-    for (const p of this.list('Pod') as Pod[]) {
+    for (const p of from as Pod[]) {
       if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue
       const filled = withRecordIPs(p, ipsByPod.get(`${p.metadata.namespace}/${p.metadata.name}`))
       if (hasIPs(filled) || (this.nodeName !== undefined && p.spec?.nodeName === this.nodeName)) pods.push(filled)
     }
-    const snap: Snapshot = Object.freeze({
-      namespaces: Object.freeze(this.list('Namespace')) as Namespace[],
-      pods: Object.freeze(pods) as Pod[],
-      policies: Object.freeze(this.list('NetworkPolicy')) as NetworkPolicy[],
-      workloads: Object.freeze([...this.workloads]) as LocalWorkload[],
-    })
-    this.cache = { gen: this.gen, snap }
-    return snap
+    this.podsCache = { from, workloads: this.workloads, pods: Object.freeze(pods) }
+    return this.podsCache.pods
+  }
+
+  private sortedList(kind: Kind): readonly KubeObject[] {
+    let list = this.sorted.get(kind)
+    if (!list) this.sorted.set(kind, (list = Object.freeze(this.list(kind))))
+    return list
   }
 
   private map(kind: Kind): Map<string, Entry> {
@@ -200,12 +227,16 @@ export class Store extends EventEmitter {
     const canon = canonical(r.obj)
     const old = map.get(key)
     map.set(key, { obj: r.obj, canon, origin })
+    // same content for policy: cached lists may keep the older, equal object
     if (old?.canon === canon) return { key, changed: false }
-    this.changed()
+    this.changed(kind, !old)
     return { key, changed: true }
   }
 
-  private changed(): void {
+  /** One effective change; `membership` when a key of `kind` came or went. */
+  private changed(kind?: Kind, membership = false): void {
+    if (kind) this.sorted.delete(kind)
+    if (kind && membership) this.order.delete(kind)
     this.gen++
     if (this.batchDepth > 0) this.changedInBatch = true
     else this.emit('change', this.gen)

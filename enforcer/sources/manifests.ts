@@ -1,12 +1,21 @@
 /*
  * ManifestSource: Namespaces, Pods and NetworkPolicies from a folder of YAML
  * or JSON files, for nodes without a cluster. Written to the Store under
- * origin 'manifests'; each scan replaces that origin's content.
+ * origin 'manifests'.
  *
- * Model: per file, the objects of its last good load. A scan re-reads every
+ * Model: per file, the objects of its last good load. A scan lists every
  * `*.yaml|*.yml|*.json` (dotfiles skipped, so a ConfigMap mount's `..data`
  * machinery is invisible), several documents per file (`---`), `kind: List`
  * items expanded; other kinds are ignored (debug log).
+ * Cost: a scan re-parses only files that changed. A file whose stamp (device,
+ * inode, size, mtime and ctime in ns) is the one of its last read is taken as
+ * unchanged; a changed stamp means a re-read, and a re-parse only when the
+ * bytes differ (sha1), and then only of its documents whose text is new. A
+ * file changed (ctime) just before it was read may change again within the
+ * same timestamp tick, so it is re-read (not re-parsed, if equal) on the next
+ * scan whatever its stamp. Only objects of re-parsed documents and of deleted
+ * ones are pushed into the store; a scan where nothing changed touches it not
+ * at all.
  * Fail safe, by decision: a file that does not parse (in any of its
  * documents) keeps the objects it had at its last good load, and the error
  * (file, YAML message with line) is logged and listed in problems(). Dropping
@@ -17,18 +26,21 @@
  * The same object in two files: the later file (by name) wins, with a warning.
  * Concurrency: scans are synchronous (DirWatcher), so they never overlap.
  */
-import { readdirSync, readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, statSync, type BigIntStats } from 'node:fs'
 import { join } from 'node:path'
-import { parseAllDocuments } from 'yaml'
 import type { Logger } from '../../shared/log.ts'
 import type { Store } from '../store.ts'
 import { DirWatcher } from './dirwatch.ts'
 import { describe, isNamespaced, KINDS, normalize, objectKey, type Kind, type KubeObject } from './objects.ts'
+import { parseDocuments, parsePiece, splitDocuments } from './yamldocs.ts'
 
 export const MANIFEST_ORIGIN = 'manifests'
 
 const API_VERSIONS: Record<Kind, string> = { Namespace: 'v1', Pod: 'v1', NetworkPolicy: 'networking.k8s.io/v1' }
 const EXTENSIONS = /\.(ya?ml|json)$/
+/** A file changed this shortly before it was read is read again next scan (coarse or lagging timestamps). */
+const RACY_NS = 2_000_000_000n
 
 interface Loaded {
   kind: Kind
@@ -36,9 +48,40 @@ interface Loaded {
   obj: KubeObject
 }
 
+/** One file as last read, and what it yielded. */
+interface FileState {
+  /** Identity and timestamps on disk; undefined when unreadable (retried every scan). */
+  stamp?: string
+  /** Modified so shortly before the read that the stamp alone cannot vouch for it. */
+  racy: boolean
+  digest: string
+  loaded: Loaded[]
+  problems: string[]
+  /** Per document text (see splitDocuments), what it yielded, when that was free of problems. */
+  pieces?: Map<string, Piece>
+}
+
+interface Piece {
+  docs: number
+  loaded: Loaded[]
+}
+
 export interface ManifestProblem {
   file: string
   message: string
+}
+
+/** What scans cost so far, in files. */
+export interface ManifestStats {
+  scans: number
+  /** Files whose text was parsed (their unchanged documents were not). */
+  parsed: number
+  /** Documents parsed. */
+  documents: number
+  /** Files read again whose bytes had not changed. */
+  unchanged: number
+  /** Files taken as they were from their stamp alone. */
+  skipped: number
 }
 
 export interface ManifestSourceOptions {
@@ -48,8 +91,10 @@ export interface ManifestSourceOptions {
 
 export class ManifestSource {
   synced = false
-  private files = new Map<string, Loaded[]>()
+  private files = new Map<string, FileState>()
+  private published = new Map<Kind, Map<string, KubeObject>>(KINDS.map((k) => [k, new Map()]))
   private problemList: ManifestProblem[] = []
+  private readonly counters: ManifestStats = { scans: 0, parsed: 0, documents: 0, unchanged: 0, skipped: 0 }
   private readonly watcher: DirWatcher
   private readonly log: Logger
 
@@ -82,6 +127,10 @@ export class ManifestSource {
     return [...this.problemList]
   }
 
+  stats(): ManifestStats {
+    return { ...this.counters }
+  }
+
   private scan(): void {
     let names: string[]
     try {
@@ -94,43 +143,121 @@ export class ManifestSource {
       this.log.warn('manifest folder does not exist', { dir: this.dir })
       names = []
     }
-    const problems: ManifestProblem[] = []
-    const next = new Map<string, Loaded[]>()
+    this.counters.scans++
+    const next = new Map<string, FileState>()
+    let changed = false
     for (const name of names.filter((n) => !n.startsWith('.') && EXTENSIONS.test(n)).sort()) {
-      next.set(name, this.loadFile(name, (message) => void problems.push({ file: name, message })))
+      const before = this.files.get(name)
+      const state = this.loadFile(name, before)
+      if (state) next.set(name, state)
+      if (state?.loaded !== before?.loaded) changed = true
     }
+    for (const name of this.files.keys()) if (!next.has(name)) changed = true
     this.files = next
-    this.problemList = problems
-    this.publish()
+    this.problemList = [...next].flatMap(([file, s]) => s.problems.map((message) => ({ file, message })))
+    if (changed) this.publish()
   }
 
-  /** A file's objects, or (fail safe) those of its last good load. */
-  private loadFile(name: string, problem: (msg: string) => undefined): Loaded[] {
-    const previous = this.files.get(name) ?? []
-    let text: string
+  /** A file's state now; undefined when it is gone (or a folder). */
+  private loadFile(name: string, before: FileState | undefined): FileState | undefined {
+    const path = join(this.dir, name)
+    let stat: BigIntStats | undefined
     try {
-      text = readFileSync(join(this.dir, name), 'utf8')
-    } catch (e: any) {
-      if (e?.code === 'ENOENT' || e?.code === 'EISDIR') return []
-      return this.keep(name, previous, `cannot read: ${e?.message}`, problem)
+      stat = statSync(path, { bigint: true, throwIfNoEntry: false })
+    } catch {
+      // unreadable metadata: the read below reports it
     }
-    const docs = parseAllDocuments(text)
-    const broken = docs.flatMap((d) => d.errors)
-    if (broken.length) return this.keep(name, previous, broken[0].message.trim(), problem)
-    const out: Loaded[] = []
-    docs.forEach((doc, i) => {
-      for (const item of expandLists(doc.toJS())) {
-        const r = this.loadObject(name, i, item, previous, problem)
-        if (r) out.push(r)
+    if (stat?.isDirectory()) return undefined
+    if (stat && before?.stamp === stampOf(stat) && !before.racy) {
+      this.counters.skipped++
+      return before
+    }
+    let bytes: Buffer
+    try {
+      const fd = openSync(path, 'r')
+      try {
+        stat = fstatSync(fd, { bigint: true })
+        bytes = readFileSync(fd)
+      } finally {
+        closeSync(fd)
       }
-    })
+    } catch (e: any) {
+      if (e?.code === 'ENOENT' || e?.code === 'EISDIR') return undefined
+      return this.keep(name, before, `cannot read: ${e?.message}`, { racy: false, digest: '' })
+    }
+    const stamp = stampOf(stat)
+    // ctime, not mtime: any write sets it to the present, and utimes cannot set it back
+    const racy = BigInt(Date.now()) * 1_000_000n - stat.ctimeNs < RACY_NS
+    const digest = createHash('sha1').update(bytes).digest('base64')
+    if (before?.digest === digest) {
+      this.counters.unchanged++
+      return { ...before, stamp, racy }
+    }
+    this.counters.parsed++
+    return this.parseFile(name, bytes.toString('utf8'), before, { stamp, racy, digest })
+  }
+
+  private parseFile(name: string, text: string, before: FileState | undefined, read: Pick<FileState, 'stamp' | 'racy' | 'digest'>): FileState {
+    const previous = before?.loaded ?? []
+    const pieces = splitDocuments(text)
+    const byPiece = pieces && this.loadPieces(name, pieces, before?.pieces, previous)
+    if (byPiece) return { ...read, ...byPiece }
+    const parsed = parseDocuments(text)
+    if (!parsed.ok) return this.keep(name, before, parsed.message, read)
+    this.counters.documents += parsed.docs.length
+    const problems: string[] = []
+    const loaded = parsed.docs.flatMap((doc, i) => this.loadDocument(name, i, doc, previous, (m) => void problems.push(m)))
+    return { ...read, loaded, problems }
+  }
+
+  /**
+   * A file document by document, reusing what an unchanged document (same
+   * text) yielded last time; undefined when a document does not parse, so the
+   * whole file gets the reference parse and its error message.
+   */
+  private loadPieces(name: string, pieces: string[], cache: Map<string, Piece> | undefined, previous: Loaded[]): Pick<FileState, 'loaded' | 'problems' | 'pieces'> | undefined {
+    const next = new Map<string, Piece>()
+    const loaded: Loaded[] = []
+    const problems: string[] = []
+    let doc = 0
+    for (const text of pieces) {
+      let piece = cache?.get(text) ?? next.get(text)
+      if (!piece) {
+        const docs = parsePiece(text)
+        if (!docs) return undefined
+        this.counters.documents += docs.length
+        const before = problems.length
+        const got = docs.flatMap((d, i) => this.loadDocument(name, doc + i, d, previous, (m) => void problems.push(m)))
+        piece = { docs: docs.length, loaded: got }
+        if (problems.length > before) {
+          // refusals name the document's place and may keep an earlier version: not reusable
+          loaded.push(...got)
+          doc += docs.length
+          continue
+        }
+      }
+      next.set(text, piece)
+      loaded.push(...piece.loaded)
+      doc += piece.docs
+    }
+    return { loaded, problems, pieces: next }
+  }
+
+  /** The objects of one document (several for a `kind: List`). */
+  private loadDocument(name: string, doc: number, value: unknown, previous: Loaded[], problem: (msg: string) => undefined): Loaded[] {
+    const out: Loaded[] = []
+    for (const item of expandLists(value)) {
+      const r = this.loadObject(name, doc, item, previous, problem)
+      if (r) out.push(r)
+    }
     return out
   }
 
-  private keep(name: string, previous: Loaded[], message: string, problem: (msg: string) => undefined): Loaded[] {
-    this.log.error('manifest file not loaded; keeping its previously loaded objects', { file: name, error: message, kept: previous.length })
-    problem(message)
-    return previous
+  /** Fail safe: the file's previous objects, with the problem logged and listed. */
+  private keep(name: string, before: FileState | undefined, message: string, read: Pick<FileState, 'stamp' | 'racy' | 'digest'>): FileState {
+    const loaded = before?.loaded ?? []
+    this.log.error('manifest file not loaded; keeping its previously loaded objects', { file: name, error: message, kept: loaded.length })
+    return { ...read, loaded, problems: [message] }
   }
 
   /** One object; undefined when ignored or refused (refusals reported to `problem`). */
@@ -163,19 +290,33 @@ export class ManifestSource {
     return message
   }
 
+  /**
+   * Pushes what differs from the last publish: objects of re-parsed files
+   * (the store then decides whether policy-relevant content changed) and
+   * objects no file defines any more. One store change at most.
+   */
   private publish(): void {
     const byKind = new Map<Kind, Map<string, KubeObject>>(KINDS.map((k) => [k, new Map()]))
-    for (const [file, loaded] of this.files) {
-      for (const l of loaded) {
+    for (const [file, state] of this.files) {
+      for (const l of state.loaded) {
         const m = byKind.get(l.kind)!
         if (m.has(l.key)) this.log.warn('object defined in several files; the later file wins', { file, object: `${l.kind} ${l.key}` })
         m.set(l.key, l.obj)
       }
     }
     this.store.batch(() => {
-      for (const [kind, m] of byKind) this.store.replaceAll(kind, [...m.values()], MANIFEST_ORIGIN)
+      for (const [kind, now] of byKind) {
+        const before = this.published.get(kind)!
+        for (const [key, obj] of now) if (before.get(key) !== obj) this.store.upsert(kind, obj, MANIFEST_ORIGIN)
+        for (const [key, obj] of before) if (!now.has(key)) this.store.remove(kind, obj.metadata.namespace, obj.metadata.name, MANIFEST_ORIGIN)
+      }
     })
+    this.published = byKind
   }
+}
+
+function stampOf(s: BigIntStats): string {
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`
 }
 
 /** A document's objects: itself, or the items of a `kind: List`. */
