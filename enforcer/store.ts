@@ -226,9 +226,13 @@ export class Store extends EventEmitter {
     const key = objectKey(kind, r.obj.metadata.namespace, r.obj.metadata.name)
     const canon = canonical(r.obj)
     const old = map.get(key)
+    if (old?.canon === canon) {
+      // same content for policy: the stored object stays, so snapshots (and what
+      // the compiler memoised by identity) keep it; only the writer is recorded
+      old.origin = origin
+      return { key, changed: false }
+    }
     map.set(key, { obj: r.obj, canon, origin })
-    // same content for policy: cached lists may keep the older, equal object
-    if (old?.canon === canon) return { key, changed: false }
     this.changed(kind, !old)
     return { key, changed: true }
   }

@@ -37,6 +37,20 @@ t.test('lists of unchanged kinds keep their identity across generations', async 
   t.equal(store.snapshot().policies, s4.policies)
 })
 
+t.test('an upsert equal for policy keeps the stored object, and records its writer', async (t) => {
+  const store = new Store()
+  store.upsert('Pod', { ...pod('a', 'web'), metadata: { ...pod('a', 'web').metadata, resourceVersion: '1' } }, 'kube')
+  store.upsert('Pod', pod('b', 'web'), 'kube')
+  const s1 = store.snapshot()
+  t.equal(store.replaceAll('Pod', [{ ...pod('a', 'web'), metadata: { ...pod('a', 'web').metadata, resourceVersion: '2' } }, pod('b', 'web')], 'kube'), false)
+  store.upsert('Pod', pod('b', 'api'), 'kube')
+  const s2 = store.snapshot()
+  t.equal(s2.pods[0], s1.pods[0], 'pod a: same object in the next snapshot')
+  t.not(s2.pods[1], s1.pods[1])
+  store.upsert('Pod', pod('a', 'web'), 'manifests')
+  t.equal(store.counts()['Pod/manifests'], 1, 'the last writer owns it')
+})
+
 t.test('remove with an origin removes only what that origin wrote', async (t) => {
   const store = new Store()
   store.upsert('Namespace', { metadata: { name: 'a' } }, 'kube')
