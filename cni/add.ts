@@ -69,7 +69,7 @@ async function addSteps(ctx: Ctx, hostIface: string, rollback: Rollback): Promis
     mac: wiring.mac,
     created: new Date().toISOString(),
   })
-  await waitProgrammed(conf.runDir, hostIface, conf.agentWaitMs, log)
+  await waitProgrammed(conf.runDir, hostIface, conf.agentWaitMs, log, ctx.agent)
   return buildResult(ctx, wiring, ipam)
 }
 

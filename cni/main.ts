@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { exec as realExec, type Exec } from '../shared/exec.ts'
 import { createLogger, fileSink, nullLogger, type Logger, type Sink } from '../shared/log.ts'
 import { cmdAdd } from './add.ts'
+import type { LocalAgent } from './agent-wait.ts'
 import { cmdCheck } from './check.ts'
 import type { Ctx } from './context.ts'
 import { cmdDel } from './del.ts'
@@ -26,6 +27,10 @@ export interface Io {
   exec?: Exec
   /** Where log lines go; defaults to the config's logFile. */
   logSink?: Sink
+  /** Set when the plugin runs inside the agent (cni/serve.ts): the agent to ask directly. */
+  agent?: LocalAgent
+  /** Logged with every line when set: which way the invocation came ('agent'). */
+  via?: string
 }
 
 const HANDLERS: Record<Exclude<Command, 'VERSION'>, (ctx: Ctx) => Promise<Result | undefined>> = {
@@ -52,9 +57,10 @@ export async function dispatch(io: Io): Promise<number> {
       cmd: command,
       containerId: io.env.CNI_CONTAINERID,
       ifname: io.env.CNI_IFNAME,
+      ...(io.via ? { via: io.via } : {}),
     })
     const env = parseEnv(command, io.env)
-    const result = await HANDLERS[command]({ env, conf, rawEnv: io.env, exec: io.exec ?? realExec, log })
+    const result = await HANDLERS[command]({ env, conf, rawEnv: io.env, exec: io.exec ?? realExec, log, agent: io.agent })
     if (result) io.stdout(JSON.stringify(renderResult(result, version)))
     return 0
   } catch (e) {

@@ -33,6 +33,8 @@ for (const c of cases) {
     if (typeof c.agent === 'object') {
       const { status, delayMs } = c.agent
       const server = createServer((req, res) => {
+        // an agent without the shim's endpoint: the shim then runs the Node plugin, whose wait is tested here
+        if (req.url === '/cni') return void res.writeHead(404).end()
         asked.push(req.url ?? '')
         if (status) setTimeout(() => res.writeHead(status).end(), delayMs)
       })

@@ -1,8 +1,9 @@
 // The agent's control socket: HTTP over a unix socket in the run dir. The
 // plugin asks it whether a workload is programmed; `wren-enforcer status`
-// asks what the agent knows and waits for sync. Local only: the socket is
-// created 0600 in a root-owned run dir.
-import { createServer, request, type Server } from 'node:http'
+// asks what the agent knows and waits for sync; the native plugin shim posts
+// whole plugin invocations to /cni (see cni/serve.ts). Local only: the socket
+// is created 0600 in a root-owned run dir.
+import { createServer, request, type IncomingMessage, type Server } from 'node:http'
 import { chmodSync, mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect } from 'node:net'
@@ -18,7 +19,12 @@ export interface ControlHandlers {
   waitSynced(timeoutMs: number): Promise<boolean>
   waitProgrammed(iface: string, timeoutMs: number): Promise<boolean>
   metrics?(): Promise<string>
+  /** Runs one plugin invocation (a cni/serve.ts frame); absent, /cni answers 404 and the shim runs the plugin itself. */
+  cni?(frame: Buffer): Promise<{ code: number; stdout: string }>
 }
+
+/** A plugin request carries a netconf and an environment: far below this. */
+const MAX_CNI_FRAME = 16 << 20
 
 const MAX_WAIT_MS = 120_000
 
@@ -48,6 +54,15 @@ export async function serveControl(runDir: string, h: ControlHandlers): Promise<
       res.end(JSON.stringify(body) + '\n')
     }
     try {
+      if (url.pathname === '/cni' && req.method === 'POST' && h.cni) {
+        const frame = await readBody(req, MAX_CNI_FRAME)
+        // a request cut short is never run: the shim then knows nothing was done
+        if (!frame) return
+        const answer = await h.cni(frame)
+        const body = Buffer.from(answer.stdout)
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'x-wren-cni-code': String(answer.code) })
+        return res.end(body)
+      }
       if (url.pathname === '/status') return reply(200, await h.status())
       if (url.pathname === '/metrics' && h.metrics) {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
@@ -74,6 +89,24 @@ export async function serveControl(runDir: string, h: ControlHandlers): Promise<
   })
   chmodSync(path, 0o600)
   return server
+}
+
+/** The whole request body, or undefined when the client went away or sent too much. */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (c: Buffer) => {
+      size += c.length
+      if (size > max) {
+        resolve(undefined)
+        req.destroy()
+      } else chunks.push(c)
+    })
+    req.on('end', () => resolve(Buffer.concat(chunks)))
+    req.on('aborted', () => resolve(undefined))
+    req.on('error', () => resolve(undefined))
+  })
 }
 
 /** Client side, for the CLI. Rejects with a clear message when no agent runs. */

@@ -3,7 +3,10 @@
 //   cni/run.ts       -> dist/wren.cjs           self-contained: kubelet runs it per pod, so
 //                                               startup time is the budget (no node_modules at runtime)
 //   enforcer/main.ts -> dist/wren-enforcer.mjs  packages stay external (node_modules ship with it)
-import { existsSync, rmSync, writeFileSync } from 'node:fs'
+// and, with the plugin, compiles the native shim that kubelet actually runs (bin/wren links to it):
+//   shim/wren-cni.c  -> dist/wren-shim          hands the invocation to the agent, else runs wren.cjs
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
@@ -53,4 +56,25 @@ for (const t of targets) {
     failed = true
   }
 }
+if (targets.some((t) => t.name === 'wren') && !buildShim()) failed = true
 process.exit(failed ? 1 : 0)
+
+/** cc -O2 -Wall -Wextra; skipped when the binary is newer than its source. */
+function buildShim() {
+  const src = join(repo, 'shim', 'wren-cni.c')
+  const out = join(repo, 'dist', 'wren-shim')
+  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return true
+  mkdirSync(join(repo, 'dist'), { recursive: true })
+  const cc = process.env.CC || 'cc'
+  const r = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-o', out, src], { stdio: 'inherit' })
+  if (r.error?.code === 'ENOENT') {
+    console.error(`building shim/wren-cni.c failed: no C compiler (${cc}); scripts/setup installs gcc`)
+    return false
+  }
+  if (r.status !== 0) {
+    console.error(`building shim/wren-cni.c failed (${cc} exited ${r.status})`)
+    return false
+  }
+  console.log('built dist/wren-shim')
+  return true
+}

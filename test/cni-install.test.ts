@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -31,11 +31,18 @@ t.test('installs a plugin that runs without the repo', async (t) => {
   t.same(readdirSync(binDir).sort(), ['node', 'wren', 'wren.cjs'], 'no temp files left')
   t.same(readdirSync(confDir), [CONF_NAME])
   t.equal(out.conflist, join(confDir, CONF_NAME))
-  t.equal(statSync(join(binDir, 'wren')).mode & 0o111, 0o111, 'wrapper is executable')
+  t.equal(statSync(join(binDir, 'wren')).mode & 0o111, 0o111, 'the shim is executable')
+  t.ok(statSync(join(binDir, 'wren')).isFile(), 'a copy of the shim, not a link into the repo')
   t.same(JSON.parse(readFileSync(out.conflist, 'utf8')).plugins[0].ipam.ranges, [[{ subnet: '10.244.7.0/24' }]])
-  // the wrapper runs the node installed beside it, whatever PATH holds
-  const v = execFileSync(join(binDir, 'wren'), [], { env: { CNI_COMMAND: 'VERSION', PATH: '/usr/bin:/bin' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' })
-  t.same(JSON.parse(v).cniVersion, '1.0.0')
+  // with no agent the shim runs the node installed beside it, whatever PATH holds
+  const noAgent = { CNI_COMMAND: 'VERSION', PATH: '/usr/bin:/bin', WREN_CNI_SOCKET: join(root, 'no-agent.sock'), WREN_SHIM_TRACE: '1' }
+  const v = spawnSync(join(binDir, 'wren'), [], { env: noAgent, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' })
+  t.same(JSON.parse(v.stdout).cniVersion, '1.0.0')
+  t.match(v.stderr, /running the Node plugin/)
+  // and only that one: without it the shim does not reach back into the repo
+  rmSync(join(binDir, 'node'))
+  const gone = spawnSync(join(binDir, 'wren'), [], { env: noAgent, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' })
+  t.equal(JSON.parse(gone.stdout).code, 999, 'a CNI error, not a run of the repo\'s plugin')
   await installCni({ binDir, confDir, podCidrs: ['10.244.8.0/24'] })
   t.same(JSON.parse(readFileSync(out.conflist, 'utf8')).plugins[0].ipam.ranges, [[{ subnet: '10.244.8.0/24' }]], 'reinstall replaces')
   await t.rejects(installCni({ binDir, confDir, podCidrs: [], bundle: join(root, 'missing.mjs') }), /cannot find the plugin bundle/)

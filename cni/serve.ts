@@ -1,0 +1,47 @@
+// The plugin run inside the node agent: the native shim (shim/wren-cni.c)
+// sends `POST /cni` to the agent's control socket with the invocation's
+// environment and stdin, and the agent answers with what the plugin process
+// would have printed and its exit code. The same dispatcher runs, with every
+// input taken from the request (nothing from the agent's own process.env),
+// so any number of invocations can run at once, as separate processes could.
+//
+// Frame (request body): the environment as NUL-terminated "KEY=VALUE"
+// entries, one more NUL, then the stdin bytes untouched.
+import type { LocalAgent } from './agent-wait.ts'
+import { dispatch } from './main.ts'
+
+export interface PluginAnswer {
+  code: number
+  stdout: string
+}
+
+/** Splits a request body into the environment and the stdin text; throws on a malformed frame. */
+export function decodeFrame(body: Buffer): { env: NodeJS.ProcessEnv; stdin: string } {
+  const env: NodeJS.ProcessEnv = {}
+  let pos = 0
+  for (;;) {
+    const end = body.indexOf(0, pos)
+    if (end < 0) throw new Error('request frame has no end of environment')
+    if (end === pos) break
+    const entry = body.toString('utf8', pos, end)
+    const eq = entry.indexOf('=')
+    if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1)
+    pos = end + 1
+  }
+  return { env, stdin: body.toString('utf8', pos + 1) }
+}
+
+/** The inverse of decodeFrame, for tests and tools that speak to the endpoint. */
+export function encodeFrame(env: Record<string, string | undefined>, stdin: string): Buffer {
+  const entries = Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [Buffer.from(`${k}=${v}\0`)]))
+  return Buffer.concat([...entries, Buffer.from([0]), Buffer.from(stdin)])
+}
+
+/** Runs one plugin invocation in this process; `agent` answers the ADD's programmed wait directly. */
+export async function runPluginRequest(body: Buffer, agent: LocalAgent): Promise<PluginAnswer> {
+  const { env, stdin } = decodeFrame(body)
+  const out: string[] = []
+  // the process entry prints each document followed by a newline: the same bytes here
+  const code = await dispatch({ env, stdin, stdout: (t) => out.push(t + '\n'), agent, via: 'agent' })
+  return { code, stdout: out.join('') }
+}
