@@ -3,7 +3,7 @@
 // dist/chunks/), so the agent, `cleanup` and the plugin run from a copy taken
 // right after the build and checked to be whole: every chunk any bundle imports
 // is in the copy.
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs'
+import { cpSync, existsSync, readdirSync, readFileSync, symlinkSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { REPO, sh } from '../../e2e/lib/host.ts'
 
@@ -37,11 +37,6 @@ function missingChunks(dist: string): string[] {
   return missing
 }
 
-function wrapper(path: string, bundle: string): void {
-  writeFileSync(path, `#!/bin/sh\nexec "${NODE}" "${bundle}" "$@"\n`)
-  chmodSync(path, 0o755)
-}
-
 /** Builds (unless told not to), copies dist/ into `root`, retrying when a concurrent build tore the copy. */
 export function snapshotBuild(root: string, build: boolean): Bins {
   const dist = join(root, 'dist')
@@ -55,9 +50,7 @@ export function snapshotBuild(root: string, build: boolean): Bins {
   }
   // bare imports (commander, yaml, …) resolve from the copy through this link
   if (!existsSync(join(root, 'node_modules'))) symlinkSync(join(REPO, 'node_modules'), join(root, 'node_modules'))
-  mkdirSync(join(root, 'bin'), { recursive: true })
-  const bins: Bins = { wren: join(root, 'bin', 'wren'), enforcer: join(root, 'bin', 'wren-enforcer'), enforcerMjs: join(dist, 'wren-enforcer.mjs') }
-  wrapper(bins.wren, join(dist, 'wren.mjs'))
-  wrapper(bins.enforcer, bins.enforcerMjs)
-  return bins
+  // the repo's own wrappers, so the agent runs with the flags it ships with (bin/ → ../dist, ../node_modules)
+  cpSync(join(REPO, 'bin'), join(root, 'bin'), { recursive: true })
+  return { wren: join(root, 'bin', 'wren'), enforcer: join(root, 'bin', 'wren-enforcer'), enforcerMjs: join(dist, 'wren-enforcer.mjs') }
 }
