@@ -28,7 +28,12 @@ export interface Source {
 
 export interface Writer {
   apply(state: DesiredState): Promise<unknown>
+  /** Forget what the writer believes is in the kernel: its next apply reads it (drift repair). */
+  invalidate?(): void
 }
+
+/** How often the kernel is re-read to repair drift (someone deleted a rule or a set member). */
+export const DRIFT_CHECK_MS = 30_000
 
 export interface AgentDeps {
   store: Store
@@ -63,12 +68,13 @@ export class Agent {
   private waiters = new Set<Waiter>()
   readonly runner: Runner
   private started = false
+  private lastKernelRead = 0
   /** Remembers what unchanged policies and pods compiled to, so a sync costs what changed. */
   private readonly compiler: Compiler
 
   constructor(private readonly deps: AgentDeps) {
     this.compiler = new Compiler(deps.config)
-    this.runner = new Runner({ run: () => this.sync(), minIntervalMs: 10, retryMs: 1000, maxDelayMs: 500, resyncMs: 30_000 })
+    this.runner = new Runner({ run: () => this.sync(), minIntervalMs: 10, retryMs: 1000, maxDelayMs: 500, resyncMs: DRIFT_CHECK_MS })
   }
 
   async start(): Promise<void> {
@@ -94,6 +100,12 @@ export class Agent {
     const now = this.deps.now ?? Date.now
     const generation = store.generation
     const t0 = now()
+    // The kernel read (~200 ms at 10k rules) belongs to the periodic drift check,
+    // not to the sync carrying a change: edits diff against the writer's cache.
+    if (t0 - this.lastKernelRead >= DRIFT_CHECK_MS) {
+      writer.invalidate?.()
+      this.lastKernelRead = t0
+    }
     const desired = this.compiler.compile(store.snapshot())
     try {
       await writer.apply(desired)

@@ -20,7 +20,8 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   const records = new RecordSource(config.stateDir, store, log)
   const cluster = await clusterSource(config, store, log)
   const sources: Source[] = [records, cluster]
-  const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem, backend: config.iptablesBackend })
+  // resyncMs Infinity: the agent decides when the kernel is re-read (its drift check)
+  const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem, backend: config.iptablesBackend, resyncMs: Infinity })
   const metrics = new AgentMetrics()
   const agent = new Agent({ store, sources, records, writer, config: config.enforcer, log, metrics })
 

@@ -3,7 +3,7 @@
 // once its generation is in the kernel, a failed apply is retried, and an
 // interface whose pod is unknown is never reported programmed.
 import t from 'tap'
-import { Agent, type Source } from '../enforcer/agent.ts'
+import { Agent, DRIFT_CHECK_MS, type Source } from '../enforcer/agent.ts'
 import { Store } from '../enforcer/store.ts'
 import { DEFAULT_ENFORCER_CONFIG } from '../enforcer/model.ts'
 import type { DesiredState } from '../enforcer/dataplane/types.ts'
@@ -32,7 +32,11 @@ class FakeSource implements Source {
 
 class FakeWriter {
   applies: DesiredState[] = []
+  invalidations = 0
   failNext = 0
+  invalidate() {
+    this.invalidations++
+  }
   async apply(s: DesiredState) {
     if (this.failNext > 0) {
       this.failNext--
@@ -46,12 +50,12 @@ const ns = { metadata: { name: 'demo', labels: {} } }
 const pod = (name: string) => ({ metadata: { name, namespace: 'demo', labels: { app: name } }, spec: { containers: [] } })
 const workload = (name: string, iface: string, ip: string) => ({ hostIface: iface, namespace: 'demo', pod: name, ips: [ip] })
 
-function setup(t: any) {
+function setup(t: any, now?: () => number) {
   const store = new Store({ log: nullLogger })
   const cluster = new FakeSource()
   const records = new FakeSource()
   const writer = new FakeWriter()
-  const agent = new Agent({ store, sources: [cluster, records], records, writer, config: DEFAULT_ENFORCER_CONFIG, log: nullLogger })
+  const agent = new Agent({ store, sources: [cluster, records], records, writer, config: DEFAULT_ENFORCER_CONFIG, log: nullLogger, now })
   t.teardown(() => agent.stop())
   return { store, cluster, records, writer, agent }
 }
@@ -110,4 +114,21 @@ t.test('a failed apply is retried and waiters resolve after the retry', async (t
   t.ok(await agent.waitSynced(5000), 'synced despite one failure')
   t.ok(Date.now() - t0 >= 900, 'the retry came after the retry interval')
   t.match(agent.status(), { synced: true, lastError: undefined })
+})
+
+t.test('the kernel is re-read by the periodic drift check, not by every sync', async (t) => {
+  let clock = 1_000_000
+  const { store, cluster, records, writer, agent } = setup(t, () => clock)
+  cluster.finishInitialSync()
+  records.finishInitialSync()
+  await agent.start()
+  await agent.waitSynced(2000)
+  t.equal(writer.invalidations, 1, 'the first sync reads the kernel')
+  store.upsert('Namespace', ns)
+  await agent.waitSynced(2000)
+  t.equal(writer.invalidations, 1, 'an edit diffs against the cache')
+  clock += DRIFT_CHECK_MS
+  store.upsert('Pod', pod('web'))
+  await agent.waitSynced(2000)
+  t.equal(writer.invalidations, 2, 'after the drift interval the kernel is read again')
 })
