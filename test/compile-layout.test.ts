@@ -46,33 +46,58 @@ t.test('hooks and fixed chains', async (t) => {
   t.same(s.v4.chains.map((c) => c.name), s.v6.chains.map((c) => c.name), 'both families have the same chains')
 })
 
-t.test('workload chains: conntrack, clear, one jump per policy, then DROP or allow', async (t) => {
+t.test('workload chains: conntrack, one jump per policy, then DROP or allow', async (t) => {
   const other = policy('a', 'aaa-first', { podSelector: {}, ingress: [{}] })
   const s = base({ policies: [allowCli, other] })
   const pi = (n: string) => policyChain('pi', 'a', n)
   t.same(lines(chain(s.v4, 'wren-tw-wrenweb')), [
     '-m conntrack --ctstate RELATED,ESTABLISHED => -j ACCEPT',
     '-m conntrack --ctstate INVALID => -j DROP',
-    '=> -j MARK --set-xmark 0x0/0x10000',
     `=> -j ${pi('aaa-first')}`,
-    '-m mark --mark 0x10000/0x10000 => -j RETURN',
     `=> -j ${pi('allow-cli')}`,
+    '=> -j DROP',
+  ], 'policies in name order (each ACCEPTs what it allows), isolated → DROP')
+  t.same(lines(chain(s.v4, 'wren-fw-wrenweb')).slice(2), ['=> -j MARK --set-xmark 0x0/0x10000', '=> -j MARK --set-xmark 0x10000/0x10000'], 'not isolated for egress → accept mark')
+  t.equal(chain(s.v4, 'wren-tw-wrenweb')!.rules.at(-1)!.comment, 'workload a/web no policy allowed ingress')
+  const egress = policy('a', 'eg', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Egress'], egress: [{}] })
+  const e = base({ policies: [egress] })
+  t.same(lines(chain(e.v4, 'wren-fw-wrenweb')), [
+    '-m conntrack --ctstate RELATED,ESTABLISHED => -j ACCEPT',
+    '-m conntrack --ctstate INVALID => -j DROP',
+    '=> -j MARK --set-xmark 0x0/0x10000',
+    `=> -j ${policyChain('po', 'a', 'eg')}`,
     '-m mark --mark 0x10000/0x10000 => -j RETURN',
     '=> -j DROP',
-  ], 'policies in name order, isolated → DROP')
-  t.same(lines(chain(s.v4, 'wren-fw-wrenweb')).slice(3), ['=> -j MARK --set-xmark 0x10000/0x10000'], 'not isolated for egress → accept mark')
-  t.equal(chain(s.v4, 'wren-tw-wrenweb')!.rules.at(-1)!.comment, 'workload a/web no policy allowed ingress')
+  ], 'egress keeps the accept mark: the receiver still judges ingress')
+  t.same(lines(chain(e.v4, 'wren-tw-wrenweb')).slice(2), ['=> -j ACCEPT'], 'not isolated for ingress → ACCEPT')
 })
 
-t.test('policy chain: one mark rule and one return per peer x port', async (t) => {
+t.test('policy chain: ingress ACCEPTs, egress marks; one rule per port group, peers merged in one list:set', async (t) => {
   const s = base()
   const peers = setName('ip', 4, JSON.stringify(['pods', 'a', null, JSON.stringify([['app', 'In', ['cli']]])]))
-  t.same(lines(chain(s.v4, policyChain('pi', 'a', 'allow-cli'))), [
-    `-m set --match-set ${peers} src -p tcp -m tcp --dport 80 => -j MARK --set-xmark 0x10000/0x10000`,
-    '-m mark --mark 0x10000/0x10000 => -j RETURN',
-  ])
-  t.equal(chain(s.v4, policyChain('pi', 'a', 'allow-cli'))!.rules[0].comment, 'policy a/allow-cli ingress rule 0 peer 0 ports tcp:80')
+  t.same(lines(chain(s.v4, policyChain('pi', 'a', 'allow-cli'))), [`-m set --match-set ${peers} src -p tcp -m tcp --dport 80 => -j ACCEPT`], 'one peer: its own set')
+  t.equal(chain(s.v4, policyChain('pi', 'a', 'allow-cli'))!.rules[0].comment, 'policy a/allow-cli ingress rule 0 peers 0 ports tcp:80')
   t.notOk(chain(s.v4, policyChain('po', 'a', 'allow-cli')), 'no egress chain for an ingress-only policy')
+
+  const from = [{ podSelector: { matchLabels: { app: 'cli' } } }, { ipBlock: { cidr: '10.1.0.0/16', except: ['10.1.0.0/24'] } }, { ipBlock: { cidr: 'fd00::/8' } }]
+  const multi = policy('a', 'multi', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Ingress', 'Egress'], ingress: [{ from, ports: [{ port: 80 }, { port: 443 }] }], egress: [{ to: from }] })
+  const m = base({ policies: [multi] })
+  const net = setName('net', 4, JSON.stringify(['net', '10.1.0.0/16', ['10.1.0.0/24']]))
+  const members = [peers, net].sort()
+  const list = setName('list', 4, JSON.stringify(members))
+  t.same(lines(chain(m.v4, policyChain('pi', 'a', 'multi'))), [
+    `-m set --match-set ${list} src -p tcp -m tcp --dport 80 => -j ACCEPT`,
+    `-m set --match-set ${list} src -p tcp -m tcp --dport 443 => -j ACCEPT`,
+  ], 'several peers: one list:set, one rule per port')
+  t.equal(chain(m.v4, policyChain('pi', 'a', 'multi'))!.rules[0].comment, 'policy a/multi ingress rule 0 peers 0,1 ports tcp:80', 'the IPv6 block is not an IPv4 peer')
+  t.same(m.v4.sets.find((x) => x.name === list), { name: list, type: 'list:set', family: 4, members, comment: `any of ${members.join(' ')}` })
+  t.same(lines(chain(m.v4, policyChain('po', 'a', 'multi'))), [
+    `-m set --match-set ${list} dst => -j MARK --set-xmark 0x10000/0x10000`,
+    '-m mark --mark 0x10000/0x10000 => -j RETURN',
+  ], 'egress: the same list:set against the destination, then the mark')
+  const v6peers = setName('ip', 6, JSON.stringify(['pods', 'a', null, JSON.stringify([['app', 'In', ['cli']]])]))
+  const v6list = setName('list', 6, JSON.stringify([v6peers, setName('net', 6, JSON.stringify(['net', 'fd00::/8', []]))].sort()))
+  t.match(lines(chain(m.v6, policyChain('pi', 'a', 'multi')))[0], `--match-set ${v6list} src`, 'IPv6 lists IPv6 sets only')
 })
 
 t.test('policy chains exist only when they select a local workload', async (t) => {

@@ -46,6 +46,19 @@ const web = { matchLabels: { app: 'web' } }
 const fromPods = (sel: object) => [{ from: [{ podSelector: sel }] }]
 
 const CASES: Case[] = [
+  {
+    // One rule's peers become one list:set: any peer matching allows, an except hides only its own block.
+    name: 'several peers in one rule: any of them, an ipBlock except does not hide another peer',
+    policies: [
+      P('p', { podSelector: web, ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/16', except: ['10.0.1.0/24'] } }, { podSelector: { matchLabels: { app: 'cli' } } }], ports: [{ port: 80 }] }] }),
+      P('q', { podSelector: web, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/16', except: ['10.0.1.0/24', '10.0.2.0/24'] } }, { namespaceSelector: { matchLabels: { env: 'dev' } }, podSelector: web }] }] }),
+    ],
+    checks: [
+      ['prod/cli', 'prod/web', 80, true], ['10.0.1.77', 'prod/web', 80, false], ['dev/cli', 'prod/web', 80, true], ['10.0.3.1', 'prod/web', 80, true],
+      ['prod/cli', 'prod/web', 81, false], ['prod/db', 'prod/web', 80, false],
+      ['prod/web', 'dev/web', 80, true], ['prod/web', 'dev/cli', 80, false], ['prod/web', '10.0.3.1', 80, true], ['prod/web', 'prod/db', 80, false],
+    ],
+  },
   { name: 'no policy: everything flows', policies: [], checks: [['prod/cli', 'prod/web', 80, true], ['8.8.8.8', 'prod/web', 80, true], ['prod/web', '8.8.8.8', 443, true]] },
   {
     name: 'default deny ingress in prod isolates only prod, only for ingress',

@@ -19,8 +19,10 @@ export function hooks(): Hook[] {
 }
 
 /**
- * Marks carry the verdict from the sender's egress chain past the receiver's
- * ingress chain to one final ACCEPT, so neither side's policy is skipped.
+ * Egress runs first: the sender's chain DROPs what it denies and marks what it
+ * allows. Then the receiver's ingress chain ACCEPTs or DROPs (workload.ts); a
+ * packet to a non-wren destination reaches the final ACCEPT by the egress mark.
+ * So neither side's policy is skipped.
  */
 function forwardChain(c: EnforcerConfig): Chain {
   return {

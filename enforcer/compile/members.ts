@@ -20,16 +20,21 @@ export type MemberSource =
   | { kind: 'net'; peer: NetPeer }
   /** ip,port entries of a named container port; `on`: only the subject pods of an ingress policy, null: any pod. */
   | { kind: 'named'; proto: Proto; name: string; on: { namespace: string; subject: Selector } | null }
+  /** A list:set: its members are these sets of the same family, fixed by what the rule names. */
+  | { kind: 'list'; sets: string[] }
 
 function hasNamedPort(pod: PodInfo, proto: Proto, name: string): boolean {
   return pod.namedPorts.some((np) => np.name === name && np.proto === proto)
 }
+
+type PodSource = Exclude<MemberSource, { kind: 'net' } | { kind: 'list' }>
 
 /** Whether `pod` is selected by the source (it contributes members or would if it had addresses). */
 export function involves(source: MemberSource, pod: PodInfo): boolean {
   if (!pod.peerEligible) return false
   switch (source.kind) {
     case 'net':
+    case 'list':
       return false
     case 'pods': {
       const { peer } = source
@@ -43,7 +48,7 @@ export function involves(source: MemberSource, pod: PodInfo): boolean {
 }
 
 /** The peer-eligible pods the source selects, found through the cluster's indexes. */
-function selectedPods(source: Exclude<MemberSource, { kind: 'net' }>, cluster: Cluster): PodInfo[] {
+function selectedPods(source: PodSource, cluster: Cluster): PodInfo[] {
   let pool: PodInfo[]
   if (source.kind === 'pods') {
     const { peer } = source
@@ -61,7 +66,7 @@ function selectedPods(source: Exclude<MemberSource, { kind: 'net' }>, cluster: C
   return pool.filter((pod) => involves(source, pod))
 }
 
-function podMembers(source: Exclude<MemberSource, { kind: 'net' }>, pods: PodInfo[], family: Family): string[] {
+function podMembers(source: PodSource, pods: PodInfo[], family: Family): string[] {
   const out: string[] = []
   for (const pod of pods) {
     if (source.kind === 'pods') {
@@ -112,6 +117,10 @@ export class MemberCache {
       if (source.kind === 'net') {
         const net = Object.freeze(canonicalList(netMembers(source.peer))) as string[]
         e = { source, members: source.peer.cidr.family === 4 ? { 4: net, 6: [] } : { 4: [], 6: net } }
+      } else if (source.kind === 'list') {
+        // The names carry the family, so one key is only ever asked for in one family.
+        const names = Object.freeze(canonicalList(source.sets)) as string[]
+        e = { source, members: { 4: names, 6: names } }
       } else {
         const pods = selectedPods(source, cluster)
         e = { source, members: { 4: podMembers(source, pods, 4), 6: podMembers(source, pods, 6) } }

@@ -93,14 +93,40 @@ function podsSet(spec: PodsPeer, sets: SetUser): string {
 }
 
 /**
- * The match for one peer in one family, against the packet's source (ingress)
- * or destination (egress) address. null when the peer holds no address of the
- * family (an IPv4 ipBlock in the IPv6 chains), so the rule is left out there.
+ * The set holding one peer's addresses in one family. null when the peer holds
+ * no address of the family (an IPv4 ipBlock in the IPv6 chains), so it is left
+ * out there.
  */
-export function peerMatch(spec: PeerSpec, field: 'src' | 'dst', sets: SetUser): string[] | null {
-  if (spec.kind === 'pods') return inSet(podsSet(spec, sets), field)
+export function peerSet(spec: PeerSpec, sets: SetUser): string | null {
+  if (spec.kind === 'pods') return podsSet(spec, sets)
   if (spec.cidr.family !== sets.family) return null
   const key = JSON.stringify(['net', formatCidr(spec.cidr), spec.except.map(formatCidr)])
   const text = `ipBlock ${formatCidr(spec.cidr)}${spec.except.length ? ' except ' + spec.except.map(formatCidr).join(',') : ''}`
-  return inSet(sets.use('net', key, 'hash:net', text, { kind: 'net', peer: spec }), field)
+  return sets.use('net', key, 'hash:net', text, { kind: 'net', peer: spec })
+}
+
+/**
+ * The match for a rule's peers ("matches at least one item in the from/to
+ * list") in one family, against the packet's source (ingress) or destination
+ * (egress): the peer's own set when there is one, else one list:set holding
+ * every peer's set, so the rule costs one lookup however many peers it names.
+ * A list:set asks each member set in turn and moves on when one says no,
+ * including when an ipBlock's most specific entry is an `except` (nomatch).
+ * null when no peer holds an address of the family.
+ */
+export function peersMatch(peers: PeerSpec[], field: 'src' | 'dst', sets: SetUser): { tokens: string[]; label: string } | null {
+  const names: string[] = []
+  const used: number[] = []
+  peers.forEach((spec, j) => {
+    const name = peerSet(spec, sets)
+    if (name === null) return
+    used.push(j)
+    if (!names.includes(name)) names.push(name)
+  })
+  if (names.length === 0) return null
+  const label = used.join(',')
+  if (names.length === 1) return { tokens: inSet(names[0], field), label }
+  const members = [...names].sort(compareText)
+  const list = sets.use('list', JSON.stringify(members), 'list:set', `any of ${members.join(' ')}`, { kind: 'list', sets: members })
+  return { tokens: inSet(list, field), label }
 }

@@ -9,8 +9,8 @@ import type { Chain, Problem, Rule } from '../dataplane/types.ts'
 import type { NetworkPolicy } from '../model.ts'
 import { policyChain } from '../../shared/names.ts'
 import { namespaceOf } from './cluster.ts'
-import { markIsSet, RETURN, rule, setMark } from './match.ts'
-import { parsePeers, peerMatch, type PeerSpec } from './peers.ts'
+import { ACCEPT, markIsSet, RETURN, rule, setMark } from './match.ts'
+import { parsePeers, peersMatch, type PeerSpec } from './peers.ts'
 import { parsePorts, portMatches, type NamedPortScope, type PortSpec } from './ports.ts'
 import type { SetUser } from './sets.ts'
 import { matches, parseSelector, type Labels, type Selector } from './selector.ts'
@@ -123,10 +123,19 @@ export function policyChainName(plan: PolicyPlan, dir: Direction): string {
 }
 
 /**
- * The policy's chain for one direction and family: per rule, per peer × port,
- * set the accept mark and return. It depends on the policy alone, never on the
- * cluster: sets are named by what they select, their members come later. A direction wren cannot honour gets a lone
- * RETURN, so the chain still exists (the workload chains jump to it) but allows nothing.
+ * The policy's chain for one direction and family: per rule, one rule per port
+ * group, its peers merged into one set match (peers.ts). It depends on the
+ * policy alone, never on the cluster: sets are named by what they select, their
+ * members come later.
+ *
+ * Verdicts: an ingress allow is final, `-j ACCEPT`: the receiver's ingress is
+ * the last judge on the FORWARD path (the sender's egress chain ran before it
+ * and DROPs what it denies), and the tw chains are reached from FORWARD only.
+ * An egress allow sets the accept mark and returns: the packet may still face
+ * the receiver's ingress, or wren-INPUT reads the mark for pod → host traffic.
+ *
+ * A direction wren cannot honour gets a lone RETURN, so the chain still exists
+ * (the workload chains jump to it) but allows nothing.
  */
 export function compilePolicyChain(plan: PolicyPlan, dir: Direction, sets: SetUser, mark: number): Chain {
   const name = policyChainName(plan, dir)
@@ -139,24 +148,14 @@ export function compilePolicyChain(plan: PolicyPlan, dir: Direction, sets: SetUs
   const rules: Rule[] = []
   for (let i = 0; i < d.rules.length; i++) {
     const r = d.rules[i]
-    const peers = r.peers === null ? [{ tokens: [] as string[], label: 'all' }] : peerMatches(r.peers, field, sets)
-    const ports = portMatches(r.ports, scope, sets)
-    for (const peer of peers) {
-      for (const port of ports) {
-        const text = `${origin} rule ${i} peer ${peer.label} ports ${port.label}`
-        rules.push(rule([...peer.tokens, ...port.tokens], setMark(mark), text))
-        rules.push(rule(markIsSet(mark), RETURN, text))
-      }
+    const peer = r.peers === null ? { tokens: [] as string[], label: 'all' } : peersMatch(r.peers, field, sets)
+    if (!peer) continue
+    for (const port of portMatches(r.ports, scope, sets)) {
+      const text = `${origin} rule ${i} peers ${peer.label} ports ${port.label}`
+      const match = [...peer.tokens, ...port.tokens]
+      if (dir === 'ingress') rules.push(rule(match, ACCEPT, text))
+      else rules.push(rule(match, setMark(mark), text), rule(markIsSet(mark), RETURN, text))
     }
   }
   return { name, table: 'filter', rules }
-}
-
-function peerMatches(peers: PeerSpec[], field: 'src' | 'dst', sets: SetUser): { tokens: string[]; label: string }[] {
-  const out: { tokens: string[]; label: string }[] = []
-  peers.forEach((spec, j) => {
-    const tokens = peerMatch(spec, field, sets)
-    if (tokens) out.push({ tokens, label: String(j) })
-  })
-  return out
 }

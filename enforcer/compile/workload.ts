@@ -77,20 +77,23 @@ export const workloadChainName = (iface: string, dir: Direction): string => work
  * the pod and has "Ingress" in its policyTypes" (likewise egress); an isolated
  * pod accepts only what some such policy allows (policies are additive), a
  * non-isolated pod accepts everything.
+ *
+ * Ingress (wren-tw-, reached from wren-FORWARD only, after the sender's egress
+ * chain let the packet through): the policy chains ACCEPT what they allow, so
+ * the workload chain only jumps to each in turn, and ends the way isolation
+ * says. Egress (wren-fw-, also reached from wren-INPUT): allowing sets the
+ * accept mark and returns, so the receiver's ingress still runs.
  */
 export function compileWorkloadChain(subject: Subject, dir: Direction, policies: PolicyPlan[], mark: number): Chain {
   const who = subject.pod ? `workload ${subject.pod.namespace}/${subject.pod.name}` : `workload ${subject.iface}`
-  const rules: Rule[] = [
-    rule(ctEstablished, ACCEPT, `${who} established`),
-    rule(ctInvalid, DROP, `${who} invalid`),
-    rule([], clearMark(mark), `${who} clear accept mark`),
-  ]
+  const rules: Rule[] = [rule(ctEstablished, ACCEPT, `${who} established`), rule(ctInvalid, DROP, `${who} invalid`)]
+  if (dir === 'egress') rules.push(rule([], clearMark(mark), `${who} clear accept mark`))
   for (const p of policies) {
     const text = `${who} ${dir} policy ${policyId(p)}`
     rules.push(rule([], jump(policyChainName(p, dir)), text))
-    rules.push(rule(markIsSet(mark), RETURN, text))
+    if (dir === 'egress') rules.push(rule(markIsSet(mark), RETURN, text))
   }
   if (policies.length > 0) rules.push(rule([], DROP, `${who} no policy allowed ${dir}`))
-  else rules.push(rule([], setMark(mark), `${who} not isolated for ${dir}`))
+  else rules.push(rule([], dir === 'ingress' ? ACCEPT : setMark(mark), `${who} not isolated for ${dir}`))
   return { name: workloadChainName(subject.iface, dir), table: 'filter', rules }
 }

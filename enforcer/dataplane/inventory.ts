@@ -69,7 +69,9 @@ export async function cleanupAll(exec: Exec, backend: Backend, owner: string, lo
     }
   }
   try {
-    const sets = [...parseIpsetSave(await execOk(exec, 'ipset', ['save']), owner).keys()]
+    const saved = parseIpsetSave(await execOk(exec, 'ipset', ['save']), owner)
+    // list:sets first: a set held by a list:set cannot be destroyed
+    const sets = [...saved.keys()].sort((a, b) => Number(saved.get(b)!.type === 'list:set') - Number(saved.get(a)!.type === 'list:set'))
     if (sets.length) await destroySets(exec, sets, errors)
     log.info('removed wren sets', { sets: sets.length })
   } catch (e) {

@@ -100,7 +100,8 @@ export function parseIpsetSave(text: string, owner: string = OWNER_PREFIX): Map<
       sets.set(f[1], {
         type: f[2] as SetType,
         family: opt('family') === 'inet6' ? 6 : 4,
-        maxelem: Number(opt('maxelem') ?? 65536),
+        // a list:set has `size` for maxelem, and no family (plan.ts does not compare it)
+        maxelem: Number(opt('maxelem') ?? opt('size') ?? 65536),
         members: new Set(),
       })
     }

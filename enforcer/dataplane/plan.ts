@@ -2,12 +2,14 @@
 // apply, in the order they must run. Pure.
 //
 //   a. sets:    one `ipset restore`: new sets created and filled; small changes
-//               as del/add; large changes filled into tempSetName(name) and swapped
+//               as del/add; large changes filled into tempSetName(name) and swapped.
+//               list:sets last: adding a set to a list:set needs it to exist
 //   b. tables:  per (family, table) one `iptables-restore --noflush`: changed or
 //               new chains declared, flushed and rewritten whole; hook rules fixed
 //   c. stale:   per (family, table) a second restore flushing and deleting stale
 //               chains, which nothing references once (b) is in
-//   d. sets:    one `ipset restore` destroying stale sets, now unreferenced
+//   d. sets:    one `ipset restore` destroying stale sets, now unreferenced;
+//               list:sets first, as a set in a list:set cannot be destroyed
 import { tempSetName } from '../../shared/names.ts'
 import type { ForeignRule, KernelSet, KernelTable } from './kernel.ts'
 import type { Prepared, PreparedHook, PreparedSet, PreparedTable } from './prepare.ts'
@@ -69,6 +71,7 @@ export function makePlan(desired: Prepared, actual: ActualState, maxelem: number
     }
   }
   const stale = [...actual.sets.keys()].filter((n) => !desired.sets.has(n) && !sets.tempsDestroyed.has(n))
+  stale.sort((a, b) => Number(actual.sets.get(b)!.type === 'list:set') - Number(actual.sets.get(a)!.type === 'list:set'))
   stats.setsDestroyed = stale.length
   const destroySets = stale.length ? stale.map((n) => `destroy ${n}`).join('\n') + '\n' : undefined
   return { sets: sets.text, tables, destroySets, stats }
@@ -79,7 +82,8 @@ function planSets(desired: Prepared, have: Map<string, KernelSet>, maxelem: numb
   const edits: string[] = []
   const swaps: string[] = []
   const tempsDestroyed = new Set<string>()
-  for (const [name, ps] of desired.sets) {
+  const ordered = [...desired.sets].sort(([, a], [, b]) => Number(a.set.type === 'list:set') - Number(b.set.type === 'list:set'))
+  for (const [name, ps] of ordered) {
     const k = have.get(name)
     const create = (n: string) => renderSetCreate(n, ps.set.type, ps.set.family, maxelem)
     if (!k) {
@@ -89,7 +93,9 @@ function planSets(desired: Prepared, have: Map<string, KernelSet>, maxelem: numb
       continue
     }
     const { adds, dels } = memberDiff(ps, k)
-    const sameHeader = k.type === ps.set.type && k.family === ps.set.family && k.maxelem === maxelem
+    // the kernel keeps no family for a list:set: its members have one
+    const sameFamily = k.family === ps.set.family || k.type === 'list:set'
+    const sameHeader = k.type === ps.set.type && sameFamily && k.maxelem === maxelem
     if (sameHeader && adds.length + dels.length === 0) continue
     if (sameHeader && (adds.length + dels.length) * 2 <= Math.max(k.members.size, ps.members.size)) {
       stats.setsUpdated++
@@ -99,7 +105,7 @@ function planSets(desired: Prepared, have: Map<string, KernelSet>, maxelem: numb
       edits.push(...dels.map((m) => renderMember('del', name, m)), ...adds.map((m) => renderMember('add', name, m)))
       continue
     }
-    if (k.type !== ps.set.type || k.family !== ps.set.family)
+    if (k.type !== ps.set.type || !sameFamily)
       throw new RenderError(`set ${name} exists as ${k.type} IPv${k.family}, desired ${ps.set.type} IPv${ps.set.family}: the kernel cannot swap across types; set names must encode type and family`)
     stats.setsSwapped++
     stats.membersAdded += adds.length
