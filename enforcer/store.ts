@@ -11,10 +11,14 @@
  * Invariants: every stored object passed normalize() (bad objects are logged
  * and refused, never stored, never thrown); `generation` increments exactly
  * once per effective change (once per batch()); an upsert whose canonical JSON
- * equals the stored one is not a change. Snapshots are cached per generation,
- * and their per-kind lists until that kind (or, for pods, the workloads)
- * changes, so unchanged lists keep their identity from one snapshot to the
- * next; the key order of a kind is re-sorted only when keys come or go.
+ * equals the stored one is not a change. Stored objects and workloads are
+ * deep-frozen. Snapshots are cached per generation, and their per-kind lists
+ * until that kind (or, for pods, the workloads) changes, so unchanged lists
+ * keep their identity from one snapshot to the next; so does every object
+ * that did not change (a pod with IPs filled in from its workload record is
+ * the same object while the pod and those IPs are), which is what the
+ * compiler's per-object memory relies on. The key order of a kind is
+ * re-sorted only when keys come or go.
  * Concurrency: synchronous, single-threaded; 'change' is emitted synchronously
  * after the change (or at the end of the outermost batch()).
  */
@@ -41,7 +45,8 @@ export class Store extends EventEmitter {
   private readonly log: Logger
   private readonly nodeName?: string
   private readonly maps = new Map<Kind, Map<string, Entry>>(KINDS.map((k) => [k, new Map()]))
-  private workloads: LocalWorkload[] = []
+  /** Frozen: handed out as is. */
+  private workloads: LocalWorkload[] = Object.freeze([]) as unknown as LocalWorkload[]
   private workloadsCanon = '[]'
   private gen = 0
   private batchDepth = 0
@@ -52,6 +57,8 @@ export class Store extends EventEmitter {
   /** Frozen, key-ordered objects per kind; dropped when the kind changes. */
   private sorted = new Map<Kind, readonly KubeObject[]>()
   private podsCache?: { from: readonly KubeObject[]; workloads: LocalWorkload[]; pods: readonly Pod[] }
+  /** Stored pod → that pod with its record IPs filled in, and those IPs. */
+  private filled = new WeakMap<Pod, { ips: string; pod: Pod }>()
 
   constructor(opts: StoreOptions = {}) {
     super()
@@ -117,12 +124,12 @@ export class Store extends EventEmitter {
         const copy: LocalWorkload = { hostIface: w.hostIface, ips: [...w.ips] }
         if (w.namespace) copy.namespace = w.namespace
         if (w.pod) copy.pod = w.pod
-        return copy
+        return deepFreeze(copy)
       })
       .sort((a, b) => (a.hostIface < b.hostIface ? -1 : a.hostIface > b.hostIface ? 1 : 0))
     const canon = stableJson(list)
     if (canon === this.workloadsCanon) return false
-    this.workloads = list
+    this.workloads = Object.freeze(list) as LocalWorkload[]
     this.workloadsCanon = canon
     this.changed()
     return true
@@ -178,7 +185,7 @@ export class Store extends EventEmitter {
       namespaces: this.sortedList('Namespace') as Namespace[],
       pods: this.snapshotPods() as Pod[],
       policies: this.sortedList('NetworkPolicy') as NetworkPolicy[],
-      workloads: Object.freeze([...this.workloads]) as LocalWorkload[],
+      workloads: this.workloads,
     })
     this.cache = { gen: this.gen, snap }
     return snap
@@ -196,11 +203,22 @@ export class Store extends EventEmitter {
     const pods: Pod[] = []
     for (const p of from as Pod[]) {
       if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue
-      const filled = withRecordIPs(p, ipsByPod.get(`${p.metadata.namespace}/${p.metadata.name}`))
+      const filled = this.withRecordIPs(p, ipsByPod.get(`${p.metadata.namespace}/${p.metadata.name}`))
       if (hasIPs(filled) || (this.nodeName !== undefined && p.spec?.nodeName === this.nodeName)) pods.push(filled)
     }
     this.podsCache = { from, workloads: this.workloads, pods: Object.freeze(pods) }
     return this.podsCache.pods
+  }
+
+  /** `p` with the IPs of its workload record when it has none of its own; the same object while `p` and those IPs are. */
+  private withRecordIPs(p: Pod, ips: string[] | undefined): Pod {
+    if (hasIPs(p) || !ips?.length) return p
+    const text = JSON.stringify(ips)
+    const cached = this.filled.get(p)
+    if (cached?.ips === text) return cached.pod
+    const pod = deepFreeze({ ...p, status: { ...p.status, podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } })
+    this.filled.set(p, { ips: text, pod })
+    return pod
   }
 
   private sortedList(kind: Kind): readonly KubeObject[] {
@@ -232,7 +250,7 @@ export class Store extends EventEmitter {
       old.origin = origin
       return { key, changed: false }
     }
-    map.set(key, { obj: r.obj, canon, origin })
+    map.set(key, { obj: deepFreeze(r.obj), canon, origin })
     this.changed(kind, !old)
     return { key, changed: true }
   }
@@ -251,7 +269,11 @@ function hasIPs(p: Pod): boolean {
   return !!p.status?.podIP || !!p.status?.podIPs?.length
 }
 
-function withRecordIPs(p: Pod, ips: string[] | undefined): Pod {
-  if (hasIPs(p) || !ips?.length) return p
-  return { ...p, status: { ...p.status, podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } }
+/** Freezes `v` and everything it holds; normalize() built it, so no source still holds a part of it. */
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
+    for (const x of Object.values(v)) deepFreeze(x)
+    Object.freeze(v)
+  }
+  return v
 }

@@ -1,8 +1,9 @@
 // The cluster as the compiler sees it: every pod with its labels, its
 // namespace's labels, its canonical IPs per family and its named container
-// ports. Built once per compile so selectors are evaluated against plain maps,
-// and indexed (by namespace, by label) so that finding a selector's pods costs
-// the pods it could match, not every pod of the cluster.
+// ports, so selectors are evaluated against plain maps; indexed (by namespace,
+// by label) so that finding a selector's pods costs the pods it could match,
+// not every pod of the cluster. ClusterBuilder (cluster-builder.ts) keeps it
+// from one compile to the next.
 import type { Family, Problem } from '../dataplane/types.ts'
 import type { Snapshot, Pod } from '../model.ts'
 import { canonicalAddr } from './ip.ts'
@@ -51,7 +52,7 @@ export const podKey = (namespace: string, name: string): string => `${namespace}
 /** Objects from manifests may omit the namespace; kubectl would put them in `default`. */
 export const namespaceOf = (meta: { namespace?: string }): string => (typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : 'default')
 
-function namespaceLabels(snapshot: Snapshot): Map<string, Map<string, string>> {
+export function namespaceLabels(snapshot: Snapshot): Map<string, Map<string, string>> {
   const out = new Map<string, Map<string, string>>()
   // Sorted so that a duplicated Namespace object resolves the same way in any input order.
   const sorted = [...snapshot.namespaces].sort((a, b) => compareText(a.metadata.name + '\0' + JSON.stringify(a.metadata.labels ?? {}), b.metadata.name + '\0' + JSON.stringify(b.metadata.labels ?? {})))
@@ -61,13 +62,13 @@ function namespaceLabels(snapshot: Snapshot): Map<string, Map<string, string>> {
   return out
 }
 
-function nsLabelsFor(known: Map<string, Map<string, string>>, ns: string): Map<string, string> {
+export function nsLabelsFor(known: Map<string, Map<string, string>>, ns: string): Map<string, string> {
   const labels = new Map(known.get(ns) ?? [])
   labels.set(NAMESPACE_NAME_LABEL, ns)
   return labels
 }
 
-function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+export function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
   const list = m.get(k)
   if (list) list.push(v)
   else m.set(k, [v])
@@ -116,7 +117,7 @@ function isPeerEligible(pod: Pod): boolean {
 }
 
 /** Workload records carry IPs before the pod's status does; both count. */
-function workloadIps(snapshot: Snapshot): Map<string, string[]> {
+export function workloadIps(snapshot: Snapshot): Map<string, string[]> {
   const out = new Map<string, string[]>()
   for (const w of snapshot.workloads) {
     if (!w.namespace || !w.pod) continue
@@ -126,31 +127,43 @@ function workloadIps(snapshot: Snapshot): Map<string, string[]> {
   return out
 }
 
-export function buildCluster(snapshot: Snapshot, problems: Problem[]): Cluster {
-  const nsKnown = namespaceLabels(snapshot)
-  const extra = workloadIps(snapshot)
-  const nsLabels = new Map<string, Map<string, string>>()
-  const pods: PodInfo[] = []
-  for (const pod of snapshot.pods) {
-    if (typeof pod?.metadata?.name !== 'string') continue
-    const namespace = namespaceOf(pod.metadata)
-    const key = podKey(namespace, pod.metadata.name)
-    let nsl = nsLabels.get(namespace)
-    if (!nsl) nsLabels.set(namespace, (nsl = nsLabelsFor(nsKnown, namespace)))
-    pods.push({
-      namespace,
-      name: pod.metadata.name,
-      labels: labelMap(pod.metadata.labels),
-      nsLabels: nsl,
-      ips: podIps(pod, extra.get(key) ?? [], problems),
-      namedPorts: namedPorts(pod),
-      peerEligible: isPeerEligible(pod),
-    })
+export function podInfo(pod: Pod, namespace: string, nsLabels: Map<string, string>, extra: readonly string[], problems: Problem[]): PodInfo {
+  return {
+    namespace,
+    name: pod.metadata.name,
+    labels: labelMap(pod.metadata.labels),
+    nsLabels,
+    ips: podIps(pod, extra, problems),
+    namedPorts: namedPorts(pod),
+    peerEligible: isPeerEligible(pod),
   }
-  pods.sort((a, b) => compareText(podKey(a.namespace, a.name), podKey(b.namespace, b.name)))
-  const cluster: Cluster = { pods, byKey: new Map(), eligible: [], eligibleByNamespace: new Map(), eligibleByLabel: new Map(), nsLabels }
+}
+
+function sameMap(a: Map<string, string>, b: Map<string, string>): boolean {
+  if (a === b) return true
+  if (a.size !== b.size) return false
+  for (const [k, v] of a) if (b.get(k) !== v) return false
+  return true
+}
+
+export function sameList<T>(a: readonly T[], b: readonly T[], same: (x: T, y: T) => boolean): boolean {
+  return a === b || (a.length === b.length && a.every((x, i) => same(x, b[i])))
+}
+
+const samePort = (a: NamedPort, b: NamedPort): boolean => a.name === b.name && a.proto === b.proto && a.port === b.port
+
+/** Equal content: everything the compiler reads from a pod (set membership, workload resolution) is the same. */
+export function samePod(a: PodInfo, b: PodInfo): boolean {
+  if (a === b) return true
+  if (a.namespace !== b.namespace || a.name !== b.name || a.peerEligible !== b.peerEligible) return false
+  if (!sameMap(a.labels, b.labels) || !sameMap(a.nsLabels, b.nsLabels)) return false
+  const sameText = (x: string, y: string) => x === y
+  return sameList(a.ips[4], b.ips[4], sameText) && sameList(a.ips[6], b.ips[6], sameText) && sameList(a.namedPorts, b.namedPorts, samePort)
+}
+
+export function indexed(pods: PodInfo[], byKey: Map<string, PodInfo[]>, nsLabels: Map<string, Map<string, string>>): Cluster {
+  const cluster: Cluster = { pods, byKey, eligible: [], eligibleByNamespace: new Map(), eligibleByLabel: new Map(), nsLabels }
   for (const p of pods) {
-    push(cluster.byKey, podKey(p.namespace, p.name), p)
     if (!p.peerEligible) continue
     cluster.eligible.push(p)
     push(cluster.eligibleByNamespace, p.namespace, p)

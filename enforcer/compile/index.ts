@@ -17,11 +17,13 @@
 import type { Chain, DesiredState, Family, FamilyState, Problem } from '../dataplane/types.ts'
 import type { EnforcerConfig, NetworkPolicy, Snapshot } from '../model.ts'
 import { fixedChains, hooks } from './chains.ts'
-import { buildCluster, namespaceOf, type Cluster, type PodInfo } from './cluster.ts'
+import { ClusterBuilder } from './cluster-builder.ts'
+import { namespaceOf, type Cluster } from './cluster.ts'
+import { IdentityMemo } from './identity.ts'
 import { markBits } from './match.ts'
-import { MemberCache, podSignature } from './members.ts'
+import { MemberCache } from './members.ts'
 import { analysePolicy, compilePolicyChain, conflictPlan, DIRECTIONS, policyChainName, selects, type Direction, type PolicyPlan } from './policy.ts'
-import { SetRegistry, type SetUser } from './sets.ts'
+import { SetRegistry, type SetRequest, type SetUser } from './sets.ts'
 import { compareText } from './selector.ts'
 import { compileWorkloadChain, resolveWorkloads, type Subject } from './workload.ts'
 
@@ -68,22 +70,23 @@ interface Analysis {
   problems: Problem[]
 }
 
-/** A policy chain and the set lookups building it made, replayed when the chain is reused. */
+/** A policy chain and the sets building it asked for, registered again when the chain is reused. */
 interface CompiledPolicyChain {
   chain: Chain
-  uses: Parameters<SetUser['use']>[]
+  uses: SetRequest[]
 }
 
-/** Passes set lookups through and remembers them. */
+/** Passes set lookups through and remembers the requests they made. */
 class RecordingSets implements SetUser {
-  readonly uses: Parameters<SetUser['use']>[] = []
+  readonly uses: SetRequest[] = []
   readonly family: Family
-  constructor(private readonly inner: SetUser) {
+  constructor(private readonly inner: SetRegistry) {
     this.family = inner.family
   }
   use(...args: Parameters<SetUser['use']>): string {
-    this.uses.push(args)
-    return this.inner.use(...args)
+    const name = this.inner.use(...args)
+    this.uses.push(this.inner.request(name)!)
+    return name
   }
 }
 
@@ -111,20 +114,24 @@ function frozen(chain: Chain): Chain {
  * Every cache keeps only what the last compile used.
  */
 export class Compiler {
+  private readonly clusters = new ClusterBuilder()
   private readonly members = new MemberCache()
-  private pods: Map<string, { signature: string; pods: PodInfo[] }> | undefined
   private analyses = new Map<string, Analysis>()
   private policyChains = new WeakMap<PolicyPlan, Map<string, CompiledPolicyChain>>()
   private chains = new Map<string, Chain[]>()
   private usedChains = new Map<string, Chain[]>()
+  /** Content keys of deep-frozen policy objects. */
+  private policyKeys = new IdentityMemo<NetworkPolicy, string>()
+  /** Chain names per plan (a hash each: worth keeping, plans live as long as their policy's content). */
+  private chainNames = new WeakMap<PolicyPlan, Partial<Record<Direction, string>>>()
 
   constructor(private readonly config: EnforcerConfig) {}
 
   compile(snapshot: Snapshot): DesiredState {
     validateConfig(this.config)
     const problems: Problem[] = []
-    const cluster = buildCluster(snapshot, problems)
-    this.members.update(this.changedPods(cluster))
+    const { cluster, changed } = this.clusters.build(snapshot, problems)
+    this.members.update(changed)
     const plans = this.analysePolicies(snapshot.policies, problems)
     const subjects = resolveWorkloads(snapshot.workloads, cluster, this.config.ifacePrefix, problems)
     const selections = select(subjects, plans)
@@ -138,27 +145,6 @@ export class Compiler {
     this.chains = this.usedChains
     this.usedChains = new Map()
     return out
-  }
-
-  /** Pods whose content differs from the last compile's, old and new versions; 'all' when there is no last compile. */
-  private changedPods(cluster: Cluster): PodInfo[] | 'all' {
-    const nsSignatures = new Map([...cluster.nsLabels].map(([ns, labels]) => [ns, JSON.stringify([...labels])]))
-    const next = new Map<string, { signature: string; pods: PodInfo[] }>()
-    for (const [key, pods] of cluster.byKey) {
-      const signature = pods.length === 1 ? podSignature(pods[0], nsSignatures.get(pods[0].namespace)!) : JSON.stringify(pods.map((p) => podSignature(p, nsSignatures.get(p.namespace)!)))
-      next.set(key, { signature, pods })
-    }
-    const prev = this.pods
-    this.pods = next
-    if (!prev) return 'all'
-    const changed: PodInfo[] = []
-    for (const [key, n] of next) {
-      const o = prev.get(key)
-      if (o?.signature !== n.signature) changed.push(...n.pods, ...(o?.pods ?? []))
-    }
-    for (const [key, o] of prev) if (!next.has(key)) changed.push(...o.pods)
-    // Past a few hundred changed pods, recomputing every set is cheaper than testing each against every set.
-    return changed.length > 500 ? 'all' : changed
   }
 
   /** One plan per namespace/name, sorted; different objects under one name fail closed. */
@@ -176,7 +162,11 @@ export class Compiler {
     for (const id of [...groups.keys()].sort(compareText)) {
       const group = groups.get(id)!
       if (group.length === 1 || new Set(group.map((p) => stableJson(p.spec))).size === 1) {
-        const key = contentKey([namespaceOf(group[0].metadata), group[0].metadata.name, group[0].spec])
+        let key = this.policyKeys.get(group[0])
+        if (key === undefined) {
+          key = contentKey([namespaceOf(group[0].metadata), group[0].metadata.name, group[0].spec])
+          this.policyKeys.set(group[0], key)
+        }
         let a = analyses.get(key) ?? this.analyses.get(key)
         if (!a) {
           const found: Problem[] = []
@@ -195,6 +185,12 @@ export class Compiler {
     return plans
   }
 
+  private chainName(plan: PolicyPlan, dir: Direction): string {
+    let names = this.chainNames.get(plan)
+    if (!names) this.chainNames.set(plan, (names = {}))
+    return (names[dir] ??= policyChainName(plan, dir))
+  }
+
   private policyChain(plan: PolicyPlan, dir: Direction, sets: SetRegistry): Chain {
     let byKind = this.policyChains.get(plan)
     if (!byKind) this.policyChains.set(plan, (byKind = new Map()))
@@ -205,7 +201,7 @@ export class Compiler {
       c = { chain: frozen(compilePolicyChain(plan, dir, recorder, this.config.acceptMark)), uses: recorder.uses }
       byKind.set(kind, c)
     } else {
-      for (const args of c.uses) sets.use(...args)
+      for (const r of c.uses) sets.add(r)
     }
     return c.chain
   }
@@ -222,7 +218,7 @@ export class Compiler {
     const sets = new SetRegistry(family)
     // A policy chain exists only if some local workload jumps to it.
     const used = new Map<string, { plan: PolicyPlan; dir: Direction }>()
-    for (const s of selections) for (const dir of DIRECTIONS) for (const plan of s[dir]) used.set(policyChainName(plan, dir), { plan, dir })
+    for (const s of selections) for (const dir of DIRECTIONS) for (const plan of s[dir]) used.set(this.chainName(plan, dir), { plan, dir })
     const chains: Chain[] = [...used.values()].map(({ plan, dir }) => this.policyChain(plan, dir, sets))
     for (const s of selections) {
       for (const dir of DIRECTIONS) {
@@ -232,7 +228,8 @@ export class Compiler {
     }
     const ifaces = selections.map((s) => s.subject.iface)
     chains.push(...this.reuse(JSON.stringify(['fixed', family, ifaces]), () => fixedChains(family, ifaces, config)))
-    chains.sort((a, b) => compareText(`${a.table} ${a.name}`, `${b.table} ${b.name}`))
+    // Same order as comparing `${table} ${name}` (no table name is a prefix of another), without building strings.
+    chains.sort((a, b) => compareText(a.table, b.table) || compareText(a.name, b.name))
     return { family, hooks: hooks(), chains, sets: sets.all((r) => this.members.members(r, family, cluster)) }
   }
 }

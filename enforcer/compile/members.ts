@@ -4,10 +4,10 @@
 // The cache is what keeps a label change cheap at cluster scale. It relies on
 // one property: whether a pod belongs to a set, and what it contributes, depends
 // only on that pod's own PodInfo (labels, namespace labels, IPs, named ports,
-// eligibility). So after a change, a set whose selector matches neither the old
-// nor the new version of any changed pod has exactly the members it had. The
-// caller finds the changed pods by comparing each pod's signature (podSignature)
-// with the previous compile's; every other set is recomputed.
+// eligibility). So after a change, a set that each changed pod's old and new
+// version are both outside of, or both inside of contributing the same
+// entries, has exactly the members it had. The caller finds the changed pods
+// (cluster-builder.ts); every other set is recomputed.
 import type { Family } from '../dataplane/types.ts'
 import { candidates, type Cluster, type PodInfo } from './cluster.ts'
 import type { Proto } from './match.ts'
@@ -82,10 +82,27 @@ function podMembers(source: PodSource, pods: PodInfo[], family: Family): string[
   return Object.freeze(canonicalList(out)) as string[]
 }
 
-/** The content of a pod that set membership depends on, as unambiguous text. */
-export function podSignature(pod: PodInfo, nsSignature: string): string {
-  const ports = pod.namedPorts.map((p) => [p.name, p.proto, p.port])
-  return JSON.stringify([pod.peerEligible, [...pod.labels], nsSignature, pod.ips[4], pod.ips[6], ports])
+/** One pod that changed: its previous version (absent when new) and its current one (absent when gone). */
+export interface PodChange {
+  before?: PodInfo
+  after?: PodInfo
+}
+
+function contribution(source: PodSource, pod: PodInfo): readonly unknown[] {
+  if (source.kind === 'pods') return [...pod.ips[4], '', ...pod.ips[6]]
+  const ports = pod.namedPorts.filter((np) => np.name === source.name && np.proto === source.proto).map((np) => np.port)
+  return [...pod.ips[4], '', ...pod.ips[6], '', ...ports]
+}
+
+/** Whether the change can alter the members of a set of `source`. */
+function affects(source: MemberSource, change: PodChange): boolean {
+  const was = change.before !== undefined && involves(source, change.before)
+  const is = change.after !== undefined && involves(source, change.after)
+  if (was !== is) return true
+  if (!is || source.kind === 'net' || source.kind === 'list') return false
+  const a = contribution(source, change.before!)
+  const b = contribution(source, change.after!)
+  return a.length !== b.length || a.some((x, i) => x !== b[i])
 }
 
 interface Entry {
@@ -101,11 +118,11 @@ export class MemberCache {
   private entries = new Map<string, Entry>()
   private used = new Set<string>()
 
-  /** Drops every entry a changed pod could affect; `changed` holds both old and new versions. */
-  update(changed: PodInfo[] | 'all'): void {
+  /** Drops every entry a changed pod could affect. */
+  update(changed: PodChange[] | 'all'): void {
     if (changed === 'all') this.entries.clear()
     else if (changed.length > 0) {
-      for (const [key, e] of this.entries) if (changed.some((pod) => involves(e.source, pod))) this.entries.delete(key)
+      for (const [key, e] of this.entries) if (changed.some((c) => affects(e.source, c))) this.entries.delete(key)
     }
   }
 

@@ -51,6 +51,16 @@ export class SetRegistry implements SetUser {
     return name
   }
 
+  /** The request registered under `name`. */
+  request(name: string): SetRequest | undefined {
+    return this.requests.get(name)
+  }
+
+  /** Registers a request an earlier use() of this family made (a reused chain's), skipping the name's hash. */
+  add(r: SetRequest): void {
+    if (!this.requests.has(r.name)) this.requests.set(r.name, r)
+  }
+
   /** Every set used, sorted by name; `members` returns sorted, deduplicated members. */
   all(members: (r: SetRequest) => string[]): IpSet[] {
     return [...this.requests.values()]
