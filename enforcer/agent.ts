@@ -74,7 +74,9 @@ export class Agent {
 
   constructor(private readonly deps: AgentDeps) {
     this.compiler = new Compiler(deps.config)
-    this.runner = new Runner({ run: () => this.sync(), minIntervalMs: 10, retryMs: 1000, maxDelayMs: 500, resyncMs: DRIFT_CHECK_MS })
+    // A short quiet period: a burst still coalesces (triggers during a sync make
+    // one more sync), and one change is not held back by most of its 50 ms budget.
+    this.runner = new Runner({ run: () => this.sync(), minIntervalMs: 2, retryMs: 1000, maxDelayMs: 500, resyncMs: DRIFT_CHECK_MS })
   }
 
   async start(): Promise<void> {
