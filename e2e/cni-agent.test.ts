@@ -4,8 +4,8 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { join } from 'node:path'
 import t from 'tap'
-import { addNetns, blackhole, Cleanup, tempDir } from './lib/host.ts'
-import { ensureBuilt, leftovers, NOTHING, runWren, wrenConf } from './lib/cni-runner.ts'
+import { addNetns } from './lib/host.ts'
+import { leftovers, NOTHING, runWren, wrenConf, testbed } from './lib/cni-runner.ts'
 
 type Behaviour = { status: number; delayMs: number } | 'absent' | 'stale-socket'
 
@@ -19,11 +19,7 @@ const cases: { name: string; agent: Behaviour; minMs?: number; maxMs?: number; l
 
 for (const c of cases) {
   t.test(c.name, async (t) => {
-    const cleanup = new Cleanup()
-    t.teardown(async () => void (await cleanup.run()))
-    ensureBuilt()
-    blackhole(cleanup, '10.91.0.0/16')
-    const state = tempDir(cleanup, 'wc-agent-')
+    const { cleanup, state } = testbed(t, 'wc-agent-')
     const runDir = join(state, 'run')
     mkdirSync(runDir)
     const conf = wrenConf({ stateDir: state, subnets: [['10.91.9.0/24']], extra: { agentWaitMs: 500 } })

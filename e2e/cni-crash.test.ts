@@ -8,8 +8,8 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } 
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import t from 'tap'
-import { addNetns, blackhole, Cleanup, tempDir } from './lib/host.ts'
-import { CNI_PATH, ensureBuilt, leftovers, NOTHING, resultIps, runWren, WREN_BIN_PATH, wrenConf, type Attachment } from './lib/cni-runner.ts'
+import { addNetns, Cleanup, tempDir } from './lib/host.ts'
+import { CNI_PATH, leftovers, NOTHING, resultIps, runWren, WREN_BIN_PATH, wrenConf, type Attachment, testbed } from './lib/cni-runner.ts'
 
 /** Starts the plugin in its own process group so the kill also takes its children. */
 function startAdd(conf: unknown, att: Attachment, cniPath: string[], PATH = process.env.PATH) {
@@ -76,11 +76,7 @@ const POINTS = [
 
 for (const [n, point] of POINTS.entries()) {
   t.test(`killed ${point.name}; re-ADD and DEL leave no leak and no duplicate`, async (t) => {
-    const cleanup = new Cleanup()
-    t.teardown(async () => void (await cleanup.run()))
-    ensureBuilt()
-    blackhole(cleanup, '10.91.0.0/16')
-    const state = tempDir(cleanup, 'wc-crash-')
+    const { cleanup, state } = testbed(t, 'wc-crash-')
     const conf = wrenConf({ stateDir: state, subnets: [['10.91.5.0/24']], extra: { agentWaitMs: 20000 } })
     const att = { containerId: `crash-${n}a`, ifname: 'eth0', netns: addNetns(cleanup, 'wc-cr1') }
     const other = { containerId: `crash-${n}b`, ifname: 'eth0', netns: addNetns(cleanup, 'wc-cr2') }
@@ -127,11 +123,7 @@ for (const [n, point] of POINTS.entries()) {
 }
 
 t.test('killed inside a slow delegated IPAM right after it reserved', async (t) => {
-  const cleanup = new Cleanup()
-  t.teardown(async () => void (await cleanup.run()))
-  ensureBuilt()
-  blackhole(cleanup, '10.91.0.0/16')
-  const state = tempDir(cleanup, 'wc-crash-')
+  const { cleanup, state } = testbed(t, 'wc-crash-')
   const dataDir = join(state, 'host-local')
   const bin = tempDir(cleanup, 'wc-crash-bin-')
   const slow = join(bin, 'slow')

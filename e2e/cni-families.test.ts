@@ -1,8 +1,8 @@
 // IPv4-only, IPv6-only and dual-stack networks, each under a different spec
 // version: addresses, routes and traffic of every family the config names.
 import t from 'tap'
-import { addNetns, blackhole, Cleanup, inNetns, tempDir } from './lib/host.ts'
-import { echo, echoServer, ensureBuilt, leftovers, NOTHING, resultIps, runWren, wrenConf } from './lib/cni-runner.ts'
+import { addNetns, inNetns } from './lib/host.ts'
+import { echo, echoServer, leftovers, NOTHING, resultIps, runWren, wrenConf, testbed } from './lib/cni-runner.ts'
 
 const cases = [
   { name: 'ipv4-only', cniVersion: '0.3.1', subnets: [['10.91.6.0/24']], fams: [4] },
@@ -12,15 +12,7 @@ const cases = [
 
 for (const c of cases) {
   t.test(c.name, async (t) => {
-    const cleanup = new Cleanup()
-    t.teardown(async () => {
-      const errs = await cleanup.run()
-      if (errs.length) t.comment(`cleanup: ${errs.join('; ')}`)
-    })
-    ensureBuilt()
-    blackhole(cleanup, '10.91.0.0/16')
-    blackhole(cleanup, 'fd00:91::/64')
-    const state = tempDir(cleanup, 'wc-fam-')
+    const { cleanup, state } = testbed(t, 'wc-fam-')
     const conf = wrenConf({ stateDir: state, cniVersion: c.cniVersion, subnets: c.subnets.map((s) => [...s]), extra: { mtu: 1400 } })
     const nss = ['wc-fa', 'wc-fb']
     const atts = nss.map((ns, i) => ({ containerId: `fam-${c.name}-${i}`, ifname: 'eth0', netns: addNetns(cleanup, ns) }))

@@ -2,14 +2,10 @@
 // lists; STATUS reports readiness (50 once the range is full).
 import t from 'tap'
 import { addNetns, blackhole, Cleanup, tempDir } from './lib/host.ts'
-import { ensureBuilt, leftovers, NOTHING, runWren, wrenConf } from './lib/cni-runner.ts'
+import { leftovers, NOTHING, runWren, wrenConf, testbed } from './lib/cni-runner.ts'
 
 t.test('GC removes stale attachments and keeps valid ones', async (t) => {
-  const cleanup = new Cleanup()
-  t.teardown(async () => void (await cleanup.run()))
-  ensureBuilt()
-  blackhole(cleanup, '10.91.0.0/16')
-  const state = tempDir(cleanup, 'wc-gc-')
+  const { cleanup, state } = testbed(t, 'wc-gc-')
   const conf = wrenConf({ stateDir: state, subnets: [['10.91.8.0/24']] })
   const atts = [0, 1, 2].map((i) => ({ containerId: `gc-${i}`, ifname: 'eth0', netns: addNetns(cleanup, `wc-gc${i}`), args: { K8S_POD_NAMESPACE: 'gc', K8S_POD_NAME: `p${i}` } }))
   cleanup.push('DEL', async () => {

@@ -1,21 +1,13 @@
 // 32 ADDs at once: all succeed with distinct addresses and one record each;
 // 32 DELs at once leave nothing.
 import t from 'tap'
-import { addNetns, blackhole, Cleanup, tempDir } from './lib/host.ts'
-import { ensureBuilt, leftovers, NOTHING, resultIps, runWren, wrenConf } from './lib/cni-runner.ts'
+import { addNetns } from './lib/host.ts'
+import { leftovers, NOTHING, resultIps, runWren, wrenConf, testbed } from './lib/cni-runner.ts'
 
 const N = 32
 
 t.test(`${N} parallel ADDs and DELs`, async (t) => {
-  const cleanup = new Cleanup()
-  t.teardown(async () => {
-    const errs = await cleanup.run()
-    if (errs.length) t.comment(`cleanup: ${errs.join('; ')}`)
-  })
-  ensureBuilt()
-  blackhole(cleanup, '10.91.0.0/16')
-  blackhole(cleanup, 'fd00:91::/64')
-  const state = tempDir(cleanup, 'wc-par-')
+  const { cleanup, state } = testbed(t, 'wc-par-')
   const conf = wrenConf({ stateDir: state, subnets: [['10.91.3.0/24'], ['fd00:91::3:0/112']] })
   const atts = Array.from({ length: N }, (_, i) => ({
     containerId: `par-${i}`,

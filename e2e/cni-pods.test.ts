@@ -1,18 +1,11 @@
 // Pods wired by ./bin/wren reach each other over TCP and UDP; a third pod
 // joins and is reached; DEL removes every trace.
 import t from 'tap'
-import { addNetns, blackhole, Cleanup, tempDir } from './lib/host.ts'
-import { echo, echoServer, ensureBuilt, leftovers, NOTHING, resultIps, runWren, wrenConf } from './lib/cni-runner.ts'
+import { addNetns } from './lib/host.ts'
+import { echo, echoServer, leftovers, NOTHING, resultIps, runWren, wrenConf, testbed } from './lib/cni-runner.ts'
 
 t.test('pods reach each other over TCP and UDP; DEL leaves nothing', async (t) => {
-  const cleanup = new Cleanup()
-  t.teardown(async () => {
-    const errs = await cleanup.run()
-    if (errs.length) t.comment(`cleanup: ${errs.join('; ')}`)
-  })
-  ensureBuilt()
-  blackhole(cleanup, '10.91.0.0/16')
-  const state = tempDir(cleanup, 'wc-pods-')
+  const { cleanup, state } = testbed(t, 'wc-pods-')
   const conf = wrenConf({ stateDir: state, subnets: [['10.91.1.0/24']] })
   const pods = ['wc-pa', 'wc-pb', 'wc-pc'].map((ns, i) => ({
     ns,

@@ -7,7 +7,8 @@ import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { exec } from '../../shared/exec.ts'
-import { hostLinks, REPO, sh, trySh, type Cleanup } from './host.ts'
+import type { Test } from 'tap'
+import { Cleanup, blackhole, hostLinks, REPO, sh, tempDir, trySh } from './host.ts'
 
 export interface ConfList {
   cniVersion: string
@@ -249,4 +250,21 @@ export async function echo(ns: string, proto: 'tcp' | 'udp', ip: string, port: n
     await new Promise((res) => setTimeout(res, 100))
   }
   return last
+}
+
+/**
+ * A CNI test's footing: a cleanup stack run at the test's teardown (reporting
+ * what failed to undo), the plugin built, both test ranges blackholed, and a
+ * fresh state dir.
+ */
+export function testbed(t: Test, statePrefix: string): { cleanup: Cleanup; state: string } {
+  const cleanup = new Cleanup()
+  t.teardown(async () => {
+    const errs = await cleanup.run()
+    if (errs.length) t.comment(`cleanup: ${errs.join('; ')}`)
+  })
+  ensureBuilt()
+  blackhole(cleanup, '10.91.0.0/16')
+  blackhole(cleanup, 'fd00:91::/64')
+  return { cleanup, state: tempDir(cleanup, statePrefix) }
 }
