@@ -17,7 +17,7 @@ import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { Cleanup, REPO, exclusiveKernel, sh, trySh } from './host.ts'
-import { Cluster, NODE_NAME, delay, run, stopProcess, type Pod } from './cluster.ts'
+import { Cluster, NODE_NAME, POD_BLACKHOLE6, delay, run, stopProcess, type ClusterOptions, type Pod } from './cluster.ts'
 import { NODE_BIN, probeFrom, type ProbeSpec } from './probe.ts'
 
 const SELF = fileURLToPath(import.meta.url)
@@ -28,10 +28,10 @@ export interface Session {
 }
 
 /** Lock, cluster up, run `body`, tear down; then assert the host holds nothing of ours. */
-export async function session(t: Test, body: (s: Session) => Promise<void>, extraLeftovers: () => string[] = () => []): Promise<void> {
+export async function session(t: Test, body: (s: Session) => Promise<void>, extraLeftovers: () => string[] = () => [], opts: ClusterOptions = {}): Promise<void> {
   const cleanup = new Cleanup()
   await exclusiveKernel(cleanup)
-  const cluster = new Cluster()
+  const cluster = new Cluster(opts)
   try {
     await noForeignAgents(t)
     await cluster.start()
@@ -94,6 +94,8 @@ export function leftovers(): string[] {
   for (const cmd of ['iptables-save', 'ip6tables-save']) for (const l of save(cmd).split('\n')) if (WREN.test(l)) out.push(`${cmd}: ${l}`)
   for (const l of save('ipset', ['list', '-n']).split('\n')) if (/^wren[46][inp]-|^wtest/.test(l)) out.push(`ipset ${l}`)
   for (const cidr of ['10.92.0.0/16', '10.93.0.0/16', '10.94.0.0/24', '10.97.0.0/16']) if (sh('ip', ['route', 'show', 'exact', cidr]).trim()) out.push(`route ${cidr}`)
+  // the dual-stack range's blackhole and any pod /128 inside it
+  for (const l of sh('ip', ['-6', 'route', 'show', 'root', POD_BLACKHOLE6]).split('\n')) if (l.trim()) out.push(`route ${l.trim()}`)
   return out
 }
 
@@ -125,6 +127,12 @@ export async function expectFlows(t: Test, from: Pod | '', cases: Case[]): Promi
 export function to(pod: Pod, port: number, expect: 'ok' | 'x', udp = false): Case {
   const id = `${pod.spec.namespace}/${pod.spec.name}`
   return { what: id, to: pod.ip, port, udp, expect, banner: id }
+}
+
+/** A case to a pod's banner server over IPv6 (dual-stack clusters). */
+export function to6(pod: Pod, port: number, expect: 'ok' | 'x', udp = false): Case {
+  if (!pod.ip6) throw new Error(`pod ${pod.spec.namespace}/${pod.spec.name} has no IPv6 address (cluster not dual-stack?)`)
+  return { ...to(pod, port, expect, udp), to: pod.ip6 }
 }
 
 /** `status --json` of the session's agent. */

@@ -20,6 +20,9 @@ import type { Labels, NamespaceSpec, PodSpec } from '../scenarios/types.ts'
 export const POD_CIDR = '10.92.0.0/16'
 export const OUTSIDE_CIDR = '10.93.0.0/16'
 export const SERVICE_CIDR = '10.94.0.0/24'
+/** Dual-stack clusters only: the pods' IPv6 range, inside a blackholed /64. */
+export const POD_CIDR6 = 'fd00:92::/112'
+export const POD_BLACKHOLE6 = 'fd00:92::/64'
 export const NODE_NAME = 'seed-node'
 /** Every run's temp folder starts with this (in os.tmpdir()). */
 export const RUN_DIR_PREFIX = 'wren-seeds-'
@@ -28,7 +31,14 @@ export interface Pod {
   spec: PodSpec
   netns: string
   ip: string
+  /** Dual-stack clusters only: the pod's IPv6 address (from the plugin's result). */
+  ip6?: string
   containerId: string
+}
+
+export interface ClusterOptions {
+  /** Dual-stack: a second IPAM range set (POD_CIDR6), pods with both families, servers on both. */
+  ipv6?: boolean
 }
 
 const live = new Set<Cluster>()
@@ -60,6 +70,11 @@ export class Cluster {
   wrenBin = ''
   enforcerBin = ''
   private root = ''
+  readonly ipv6: boolean
+
+  constructor(opts: ClusterOptions = {}) {
+    this.ipv6 = opts.ipv6 ?? false
+  }
 
   /** Notes a long-lived process or netns in the run folder, for the reaper. */
   private note(kind: 'pids' | 'netns', what: string | number | undefined): void {
@@ -70,7 +85,7 @@ export class Cluster {
   async start(): Promise<void> {
     live.add(this)
     hookSignals()
-    for (const cidr of [POD_CIDR, OUTSIDE_CIDR, SERVICE_CIDR]) blackhole(this.cleanup, cidr)
+    for (const cidr of [POD_CIDR, OUTSIDE_CIDR, SERVICE_CIDR, ...(this.ipv6 ? [POD_BLACKHOLE6] : [])]) blackhole(this.cleanup, cidr)
     const root = tempDir(this.cleanup, RUN_DIR_PREFIX)
     // for a later run to reap this one if it gets SIGKILLed (see scenarios/reap.ts)
     writeFileSync(join(root, 'owner'), String(process.pid))
@@ -195,9 +210,14 @@ export class Cluster {
     const r = await this.cni('ADD', spec, containerId, netnsPath)
     if (r.code !== 0) throw new Error(`CNI ADD ${id} failed (${r.code}): ${r.stdout} ${r.stderr}`)
     const result = JSON.parse(r.stdout) as { ips?: { address: string }[] }
-    const ip = result.ips?.map((a) => a.address.split('/')[0]!).find((a) => !a.includes(':'))
+    const addrs = result.ips?.map((a) => a.address.split('/')[0]!) ?? []
+    const ip = addrs.find((a) => !a.includes(':'))
     if (!ip) throw new Error(`CNI ADD ${id}: no IPv4 address in ${r.stdout}`)
     const pod: Pod = { spec, netns: netnsName, ip, containerId }
+    if (this.ipv6) {
+      pod.ip6 = addrs.find((a) => a.includes(':'))
+      if (!pod.ip6) throw new Error(`CNI ADD ${id}: no IPv6 address in ${r.stdout}`)
+    }
     this.pods.set(id, pod)
     await serve(pod)
     return pod
@@ -210,8 +230,9 @@ export class Cluster {
 
   async serveBanners(pod: Pod): Promise<void> {
     const ports = (pod.spec.ports ?? []).map((p) => ({ port: p.containerPort, protocol: p.protocol ?? 'TCP' }))
-    for (const pid of startServers(this.cleanup, pod.netns, ports, `${pod.spec.namespace}/${pod.spec.name}`)) this.note('pids', -pid)
-    await waitListening(pod.netns, ports)
+    const families: Family[] = this.ipv6 ? [4, 6] : [4]
+    for (const pid of startServers(this.cleanup, pod.netns, ports, `${pod.spec.namespace}/${pod.spec.name}`, families)) this.note('pids', -pid)
+    await waitListening(pod.netns, ports, families)
   }
 
   private cni(command: 'ADD' | 'DEL', spec: PodSpec, containerId: string, netns: string) {
@@ -237,7 +258,7 @@ export class Cluster {
       runDir: this.runDir,
       agentWaitMs: 5000,
       logFile: join(this.stateDir, 'cni.log'),
-      ipam: { type: 'wren', ranges: [[{ subnet: POD_CIDR }]] },
+      ipam: { type: 'wren', ranges: [[{ subnet: POD_CIDR }], ...(this.ipv6 ? [[{ subnet: POD_CIDR6 }]] : [])] },
     }
   }
 
@@ -286,6 +307,10 @@ export function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
 }
 
+function ss(netns: string, flags: string): string {
+  return trySh('ip', ['netns', 'exec', netns, 'ss', `-${flags.replace(/^-/, '')}`]).stdout
+}
+
 /** Async exec with stdin and env; never rejects for a non-zero exit. */
 export function run(cmd: string, args: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -322,29 +347,39 @@ export function stopProcess(child: ChildProcess, graceMs: number, group = false)
   })
 }
 
-/** Banner servers: every connection or datagram is answered with `banner`, so a probe proves which pod it reached. */
-export function startServers(cleanup: Cleanup, netns: string, ports: { port: number; protocol: 'TCP' | 'UDP' }[], banner: string): number[] {
+type Family = 4 | 6
+
+/**
+ * Banner servers: every connection or datagram is answered with `banner`, so a probe proves which pod it reached.
+ * One server per port and family; the IPv6 one is `ipv6only` so it never answers IPv4 (as v4-mapped) for the other.
+ */
+export function startServers(cleanup: Cleanup, netns: string, ports: { port: number; protocol: 'TCP' | 'UDP' }[], banner: string, families: Family[] = [4]): number[] {
   const pids: number[] = []
   for (const { port, protocol } of ports) {
-    const listen = protocol === 'TCP' ? `TCP4-LISTEN:${port},fork,reuseaddr` : `UDP4-RECVFROM:${port},fork`
-    // detached: its own process group, so the forked children die with it
-    const child = spawn('ip', ['netns', 'exec', netns, 'socat', listen, `SYSTEM:echo ${banner}`], { stdio: 'ignore', detached: true })
-    cleanup.push(`server ${netns} ${protocol}/${port}`, () => stopProcess(child, 2000, true))
-    if (child.pid) pids.push(child.pid)
+    for (const fam of families) {
+      const v6only = fam === 6 ? ',ipv6only=1' : ''
+      const listen = protocol === 'TCP' ? `TCP${fam}-LISTEN:${port},fork,reuseaddr${v6only}` : `UDP${fam}-RECVFROM:${port},fork${v6only}`
+      // detached: its own process group, so the forked children die with it
+      const child = spawn('ip', ['netns', 'exec', netns, 'socat', listen, `SYSTEM:echo ${banner}`], { stdio: 'ignore', detached: true })
+      cleanup.push(`server ${netns} ${protocol}${fam === 6 ? '6' : ''}/${port}`, () => stopProcess(child, 2000, true))
+      if (child.pid) pids.push(child.pid)
+    }
   }
   return pids
 }
 
-/** Polls `ss` in the netns until every port listens (TCP) or is bound (UDP). */
-export async function waitListening(netns: string, ports: { port: number; protocol: 'TCP' | 'UDP' }[]): Promise<void> {
+/** Polls `ss` in the netns until every port listens (TCP) or is bound (UDP), in every family asked for. */
+export async function waitListening(netns: string, ports: { port: number; protocol: 'TCP' | 'UDP' }[], families: Family[] = [4]): Promise<void> {
   const deadline = Date.now() + 5000
   for (;;) {
-    const tcp = trySh('ip', ['netns', 'exec', netns, 'ss', '-Hlnt']).stdout
-    const udp = trySh('ip', ['netns', 'exec', netns, 'ss', '-Hlnu']).stdout
-    const bound = (out: string, port: number) => out.split('\n').some((l) => l.split(/\s+/)[3]?.endsWith(`:${port}`))
-    const missing = ports.filter((p) => !bound(p.protocol === 'TCP' ? tcp : udp, p.port))
+    // one family: any socket on the port will do (as before); several: each family's own
+    const f = (fam: Family) => (families.length > 1 ? `-${fam}` : '')
+    const list = (fam: Family) => ({ TCP: ss(netns, `${f(fam)}Hlnt`), UDP: ss(netns, `${f(fam)}Hlnu`) })
+    const out = Object.fromEntries(families.map((fam) => [fam, list(fam)])) as Record<Family, { TCP: string; UDP: string }>
+    const bound = (text: string, port: number) => text.split('\n').some((l) => l.split(/\s+/)[3]?.endsWith(`:${port}`))
+    const missing = families.flatMap((fam) => ports.filter((p) => !bound(out[fam][p.protocol], p.port)).map((p) => `${p.protocol}${fam === 6 ? '6' : ''}/${p.port}`))
     if (!missing.length) return
-    if (Date.now() > deadline) throw new Error(`${netns}: not listening on ${missing.map((p) => `${p.protocol}/${p.port}`).join(', ')}`)
+    if (Date.now() > deadline) throw new Error(`${netns}: not listening on ${missing.join(', ')}`)
     await delay(50)
   }
 }

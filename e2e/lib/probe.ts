@@ -6,7 +6,7 @@
 //
 // A policy drop is silent, so "blocked" means a timeout (1 s); a refused
 // connection or an ICMP error is reported as such, never as "blocked".
-import { Socket, connect } from 'node:net'
+import { Socket, connect, isIPv6 } from 'node:net'
 import { createSocket } from 'node:dgram'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -64,7 +64,7 @@ function tcpProbe(host: string, port: number, bind?: string, payload?: Buffer, c
 
 function udpExchange(host: string, port: number, payload: Buffer, bind?: string): Promise<ProbeResult & { data?: Buffer }> {
   return new Promise((resolve) => {
-    const sock = createSocket('udp4')
+    const sock = createSocket(isIPv6(host) ? 'udp6' : 'udp4')
     const done = (r: ProbeResult & { data?: Buffer }) => {
       clearTimeout(timer)
       sock.close()
