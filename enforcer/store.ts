@@ -54,9 +54,15 @@ export class Store extends EventEmitter {
   private cache?: { gen: number; snap: Snapshot }
   /** Keys per kind in order; dropped when a key comes or goes. */
   private order = new Map<Kind, string[]>()
-  /** Frozen, key-ordered objects per kind; dropped when the kind changes. */
-  private sorted = new Map<Kind, readonly KubeObject[]>()
-  private podsCache?: { from: readonly KubeObject[]; workloads: LocalWorkload[]; pods: readonly Pod[] }
+  /**
+   * Frozen, key-ordered objects per kind, with the keys whose object changed
+   * since (patched in place of a copy while the key order stands), or 'all'.
+   */
+  private sorted = new Map<Kind, { list: readonly KubeObject[]; stale: Set<string> | 'all' }>()
+  /** Position of each key in `order`, per kind; built when first needed. */
+  private positions = new Map<Kind, Map<string, number>>()
+  /** The pods list built from `from`: per position of `from`, the pod as the snapshot has it (null: left out). */
+  private podsCache?: { from: readonly KubeObject[]; workloads: LocalWorkload[]; slots: (Pod | null)[]; pods: readonly Pod[] }
   /** Stored pod → that pod with its record IPs filled in, and those IPs. */
   private filled = new WeakMap<Pod, { ips: string; pod: Pod }>()
 
@@ -192,22 +198,48 @@ export class Store extends EventEmitter {
   }
 
   private snapshotPods(): readonly Pod[] {
-    const from = this.sortedList('Pod')
-    if (this.podsCache?.from === from && this.podsCache.workloads === this.workloads) return this.podsCache.pods
+    const from = this.sortedList('Pod') as readonly Pod[]
+    const last = this.podsCache
+    if (last?.from === from && last.workloads === this.workloads) return last.pods
+    // same workloads and same keys in the same order: only positions holding another object need work
+    const patch = last?.workloads === this.workloads && last.from.length === from.length && this.samePodOrder(last.from as readonly Pod[], from)
+    let ipsByPod: Map<string, string[]> | undefined
+    const slots: (Pod | null)[] = new Array(from.length)
+    for (let i = 0; i < from.length; i++) {
+      const p = from[i]
+      if (patch && last!.from[i] === p) {
+        slots[i] = last!.slots[i]
+        continue
+      }
+      if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') {
+        slots[i] = null
+        continue
+      }
+      const filled = this.withRecordIPs(p, (ipsByPod ??= this.recordIPs()).get(`${p.metadata.namespace}/${p.metadata.name}`))
+      slots[i] = hasIPs(filled) || (this.nodeName !== undefined && p.spec?.nodeName === this.nodeName) ? filled : null
+    }
+    const pods = slots.filter((p): p is Pod => p !== null)
+    this.podsCache = { from, workloads: this.workloads, slots, pods: Object.freeze(pods) }
+    return this.podsCache.pods
+  }
+
+  /** Whether two pod lists of equal length hold the same keys in order (the key order has not been rebuilt in between). */
+  private samePodOrder(a: readonly Pod[], b: readonly Pod[]): boolean {
+    for (let i = 0; i < a.length; i++) {
+      if (a[i] === b[i]) continue
+      if (a[i].metadata.name !== b[i].metadata.name || a[i].metadata.namespace !== b[i].metadata.namespace) return false
+    }
+    return true
+  }
+
+  private recordIPs(): Map<string, string[]> {
     const ipsByPod = new Map<string, string[]>()
     for (const w of this.workloads) {
       if (!w.namespace || !w.pod) continue
       const k = `${w.namespace}/${w.pod}`
       ipsByPod.set(k, [...new Set([...(ipsByPod.get(k) ?? []), ...w.ips])])
     }
-    const pods: Pod[] = []
-    for (const p of from as Pod[]) {
-      if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue
-      const filled = this.withRecordIPs(p, ipsByPod.get(`${p.metadata.namespace}/${p.metadata.name}`))
-      if (hasIPs(filled) || (this.nodeName !== undefined && p.spec?.nodeName === this.nodeName)) pods.push(filled)
-    }
-    this.podsCache = { from, workloads: this.workloads, pods: Object.freeze(pods) }
-    return this.podsCache.pods
+    return ipsByPod
   }
 
   /** `p` with the IPs of its workload record when it has none of its own; the same object while `p` and those IPs are. */
@@ -222,9 +254,27 @@ export class Store extends EventEmitter {
   }
 
   private sortedList(kind: Kind): readonly KubeObject[] {
-    let list = this.sorted.get(kind)
-    if (!list) this.sorted.set(kind, (list = Object.freeze(this.list(kind))))
+    const s = this.sorted.get(kind)
+    if (s && s.stale !== 'all' && s.stale.size === 0) return s.list
+    let list: readonly KubeObject[]
+    if (s && s.stale !== 'all' && this.order.has(kind)) {
+      // same keys in the same order: the last list, with the changed objects swapped in
+      const map = this.map(kind)
+      const at = this.positionsOf(kind)
+      const copy = s.list.slice()
+      for (const key of s.stale) copy[at.get(key)!] = map.get(key)!.obj
+      list = Object.freeze(copy)
+    } else {
+      list = Object.freeze(this.list(kind))
+    }
+    this.sorted.set(kind, { list, stale: new Set() })
     return list
+  }
+
+  private positionsOf(kind: Kind): Map<string, number> {
+    let at = this.positions.get(kind)
+    if (!at) this.positions.set(kind, (at = new Map(this.order.get(kind)!.map((k, i) => [k, i]))))
+    return at
   }
 
   private map(kind: Kind): Map<string, Entry> {
@@ -251,14 +301,21 @@ export class Store extends EventEmitter {
       return { key, changed: false }
     }
     map.set(key, { obj: deepFreeze(r.obj), canon, origin })
-    this.changed(kind, !old)
+    this.changed(kind, !old, key)
     return { key, changed: true }
   }
 
-  /** One effective change; `membership` when a key of `kind` came or went. */
-  private changed(kind?: Kind, membership = false): void {
-    if (kind) this.sorted.delete(kind)
-    if (kind && membership) this.order.delete(kind)
+  /** One effective change; `membership` when a key of `kind` came or went, else `key` whose object changed. */
+  private changed(kind?: Kind, membership = false, key?: string): void {
+    const s = kind && this.sorted.get(kind)
+    if (s) {
+      if (membership || key === undefined) s.stale = 'all'
+      else if (s.stale !== 'all') s.stale.add(key)
+    }
+    if (kind && membership) {
+      this.order.delete(kind)
+      this.positions.delete(kind)
+    }
     this.gen++
     if (this.batchDepth > 0) this.changedInBatch = true
     else this.emit('change', this.gen)

@@ -124,6 +124,8 @@ export class Compiler {
   private policyKeys = new IdentityMemo<NetworkPolicy, string>()
   /** Chain names per plan (a hash each: worth keeping, plans live as long as their policy's content). */
   private chainNames = new WeakMap<PolicyPlan, Partial<Record<Direction, string>>>()
+  /** The last policy list, when deep-frozen, and what it analysed to. */
+  private lastPolicies?: { list: NetworkPolicy[]; plans: PolicyPlan[]; problems: Problem[] }
 
   constructor(private readonly config: EnforcerConfig) {}
 
@@ -147,8 +149,27 @@ export class Compiler {
     return out
   }
 
-  /** One plan per namespace/name, sorted; different objects under one name fail closed. */
+  /**
+   * One plan per namespace/name, sorted; different objects under one name fail
+   * closed. The very same frozen list as last time (the store keeps it while no
+   * policy changed) has the same plans.
+   */
   private analysePolicies(policies: NetworkPolicy[], problems: Problem[]): PolicyPlan[] {
+    const last = this.lastPolicies
+    if (last?.list === policies) {
+      problems.push(...last.problems)
+      return last.plans
+    }
+    const found: Problem[] = []
+    const plans = this.analyseAll(policies, found)
+    problems.push(...found)
+    // every policy in the identity memo was deep-frozen when it went in
+    const frozenList = Object.isFrozen(policies) && policies.every((p) => this.policyKeys.get(p) !== undefined)
+    this.lastPolicies = frozenList ? { list: policies, plans, problems: found } : undefined
+    return plans
+  }
+
+  private analyseAll(policies: NetworkPolicy[], problems: Problem[]): PolicyPlan[] {
     const groups = new Map<string, NetworkPolicy[]>()
     for (const p of policies) {
       if (typeof p?.metadata?.name !== 'string' || p.metadata.name === '') continue

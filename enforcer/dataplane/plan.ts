@@ -124,6 +124,8 @@ function planSets(desired: Prepared, have: Map<string, KernelSet>, maxelem: numb
 function memberDiff(ps: PreparedSet, k: KernelSet): { adds: string[]; dels: string[] } {
   const adds: string[] = []
   const dels: string[] = []
+  // the writer's cache holds the very member set of the last apply (expectedState): unchanged, nothing to walk
+  if (ps.members === k.members) return { adds, dels }
   for (const m of ps.members) if (!k.members.has(m)) adds.push(m)
   for (const m of k.members) if (!ps.members.has(m)) dels.push(m)
   return { adds, dels }

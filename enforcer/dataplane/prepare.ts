@@ -43,7 +43,7 @@ export class PrepareMemo {
    * unchanged): no key text to build. Frozen means their content cannot have
    * changed since they were rendered.
    */
-  frozenChains = new WeakMap<Chain, { key: string; rc: RenderedChain }>()
+  frozenChains = new WeakMap<Chain, { key: string; rc: RenderedChain; refs: Reference[] }>()
   frozenMembers = new WeakMap<readonly string[], { head: string; key: string; members: Set<string> }>()
 }
 
@@ -93,25 +93,27 @@ function prepareFamily(fs: FamilyState, sets: Map<string, PreparedSet>, owner: s
     if (!pt) tables.set(t, (pt = { chains: new Map(), hooks: new Map() }))
     return pt
   }
+  const refsOf = new Map<Chain, Reference[]>()
   for (const c of fs.chains) {
     const pt = table(c.table)
     if (!c.name.startsWith(owner)) throw new RenderError(`chain ${c.name} does not start with ${owner}`)
     if (pt.chains.has(c.name)) throw new RenderError(`chain ${c.name} is defined twice in v${fs.family} ${c.table}`)
-    const isFrozen = deeplyFrozen(c)
-    const known = isFrozen ? memo.frozenChains.get(c) : undefined
-    const key = known?.key ?? `${c.name}\0${JSON.stringify(c.rules)}`
-    const rc = known?.rc ?? memo.chains.get(key) ?? renderChain(c.name, c.rules)
-    next.chains.set(key, rc)
-    if (isFrozen && !known) memo.frozenChains.set(c, { key, rc })
-    pt.chains.set(c.name, rc)
+    // a chain in the frozen memo was deeply frozen when it went in, and frozen is for good
+    let known = memo.frozenChains.get(c)
+    if (!known) {
+      const key = `${c.name}\0${JSON.stringify(c.rules)}`
+      known = { key, rc: memo.chains.get(key) ?? renderChain(c.name, c.rules), refs: chainReferences(c) }
+      if (deeplyFrozen(c)) memo.frozenChains.set(c, known)
+    }
+    next.chains.set(known.key, known.rc)
+    refsOf.set(c, known.refs)
+    pt.chains.set(c.name, known.rc)
   }
-  for (const c of fs.chains) {
-    c.rules.forEach((r, i) => checkReferences(r, `v${fs.family} chain ${c.name} rule ${i}`, tables.get(c.table)!, sets, fs.family))
-  }
+  for (const c of fs.chains) checkReferences(refsOf.get(c)!, `v${fs.family} chain ${c.name}`, tables.get(c.table)!, sets, fs.family)
   for (const h of fs.hooks) {
     const pt = table(h.table)
     const rule = hookRule(h.chain, h.target)
-    checkReferences(rule, `v${fs.family} hook ${h.table}/${h.chain}`, pt, sets, fs.family)
+    checkReferences(ruleReferences(rule, 0), `v${fs.family} hook ${h.table}/${h.chain}`, pt, sets, fs.family, false)
     const list = pt.hooks.get(h.chain) ?? []
     if (list.some((x) => x.spec.endsWith(` -j ${h.target}`))) throw new RenderError(`hook ${h.table}/${h.chain} → ${h.target} listed twice`)
     const [hash] = ruleHashes(h.chain, [rule])
@@ -121,17 +123,39 @@ function prepareFamily(fs: FamilyState, sets: Map<string, PreparedSet>, owner: s
   return tables
 }
 
-function checkReferences(rule: Rule, where: string, pt: PreparedTable, sets: Map<string, PreparedSet>, family: Family): void {
+/** A wren chain a rule jumps to, or a set it matches: what must exist in the same desired state. */
+interface Reference {
+  rule: number
+  kind: 'chain' | 'set'
+  name: string
+}
+
+const JUMPS: ReadonlySet<string> = new Set(['-j', '-g', '--jump', '--goto'])
+
+function ruleReferences(rule: Rule, index: number): Reference[] {
   const tokens = [...rule.match, ...rule.action]
+  const out: Reference[] = []
   for (let i = 0; i + 1 < tokens.length; i++) {
     const [flag, name] = [tokens[i], tokens[i + 1]]
-    if (['-j', '-g', '--jump', '--goto'].includes(flag) && name.startsWith(OWNER_PREFIX) && !pt.chains.has(name))
-      throw new RenderError(`${where}: jumps to ${name}, which is not in the desired state of that table`)
-    if (flag === '--match-set') {
-      const s = sets.get(name)
-      if (!s) throw new RenderError(`${where}: matches set ${name}, which is not in the desired state`)
-      if (s.set.family !== family) throw new RenderError(`${where}: IPv${family} rule matches IPv${s.set.family} set ${name}`)
-    }
+    if (JUMPS.has(flag) && name.startsWith(OWNER_PREFIX)) out.push({ rule: index, kind: 'chain', name })
+    if (flag === '--match-set') out.push({ rule: index, kind: 'set', name })
+  }
+  return out
+}
+
+/** The references of a chain's rules, worked out once per frozen chain (the check itself runs on every prepare). */
+function chainReferences(c: Chain): Reference[] {
+  return c.rules.flatMap((r, i) => ruleReferences(r, i))
+}
+
+function checkReferences(refs: Reference[], place: string, pt: PreparedTable, sets: Map<string, PreparedSet>, family: Family, numbered = true): void {
+  for (const { rule: i, kind, name } of refs) {
+    const where = numbered ? `${place} rule ${i}` : place
+    if (kind === 'chain' && !pt.chains.has(name)) throw new RenderError(`${where}: jumps to ${name}, which is not in the desired state of that table`)
+    if (kind !== 'set') continue
+    const s = sets.get(name)
+    if (!s) throw new RenderError(`${where}: matches set ${name}, which is not in the desired state`)
+    if (s.set.family !== family) throw new RenderError(`${where}: IPv${family} rule matches IPv${s.set.family} set ${name}`)
   }
 }
 

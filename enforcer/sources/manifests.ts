@@ -92,7 +92,10 @@ export interface ManifestSourceOptions {
 export class ManifestSource {
   synced = false
   private files = new Map<string, FileState>()
+  /** What each kind's keys were last pushed to the store as. */
   private published = new Map<Kind, Map<string, KubeObject>>(KINDS.map((k) => [k, new Map()]))
+  /** Kind + key → the files defining it, each with its (last) definition there and how many it has. */
+  private definitions = new Map<string, Map<string, { obj: KubeObject; count: number }>>()
   private problemList: ManifestProblem[] = []
   private readonly counters: ManifestStats = { scans: 0, parsed: 0, documents: 0, unchanged: 0, skipped: 0 }
   private readonly watcher: DirWatcher
@@ -145,17 +148,17 @@ export class ManifestSource {
     }
     this.counters.scans++
     const next = new Map<string, FileState>()
-    let changed = false
+    const changed = new Map<string, { before: Loaded[]; after: Loaded[] }>()
     for (const name of names.filter((n) => !n.startsWith('.') && EXTENSIONS.test(n)).sort()) {
       const before = this.files.get(name)
       const state = this.loadFile(name, before)
       if (state) next.set(name, state)
-      if (state?.loaded !== before?.loaded) changed = true
+      if (state?.loaded !== before?.loaded) changed.set(name, { before: before?.loaded ?? [], after: state?.loaded ?? [] })
     }
-    for (const name of this.files.keys()) if (!next.has(name)) changed = true
+    for (const [name, before] of this.files) if (!next.has(name)) changed.set(name, { before: before.loaded, after: [] })
     this.files = next
     this.problemList = [...next].flatMap(([file, s]) => s.problems.map((message) => ({ file, message })))
-    if (changed) this.publish()
+    if (changed.size) this.publish(changed)
   }
 
   /** A file's state now; undefined when it is gone (or a folder). */
@@ -293,25 +296,60 @@ export class ManifestSource {
   /**
    * Pushes what differs from the last publish: objects of re-parsed files
    * (the store then decides whether policy-relevant content changed) and
-   * objects no file defines any more. One store change at most.
+   * objects no file defines any more. Only objects the changed files define
+   * (or defined) are looked at. One store change at most.
    */
-  private publish(): void {
-    const byKind = new Map<Kind, Map<string, KubeObject>>(KINDS.map((k) => [k, new Map()]))
-    for (const [file, state] of this.files) {
-      for (const l of state.loaded) {
-        const m = byKind.get(l.kind)!
-        if (m.has(l.key)) this.log.warn('object defined in several files; the later file wins', { file, object: `${l.kind} ${l.key}` })
-        m.set(l.key, l.obj)
+  private publish(changed: Map<string, { before: Loaded[]; after: Loaded[] }>): void {
+    const touched = new Map<string, Kind>()
+    for (const [file, { before, after }] of changed) {
+      const seen = new Set<string>()
+      for (const l of before) {
+        const id = `${l.kind}\0${l.key}`
+        this.definitions.get(id)?.delete(file)
+        touched.set(id, l.kind)
+      }
+      for (const l of after) {
+        const id = `${l.kind}\0${l.key}`
+        let defs = this.definitions.get(id)
+        if (!defs) this.definitions.set(id, (defs = new Map()))
+        // within one file too, the later definition wins
+        const again = seen.has(id)
+        seen.add(id)
+        defs.set(file, { obj: l.obj, count: again ? defs.get(file)!.count + 1 : 1 })
+        touched.set(id, l.kind)
       }
     }
     this.store.batch(() => {
-      for (const [kind, now] of byKind) {
-        const before = this.published.get(kind)!
-        for (const [key, obj] of now) if (before.get(key) !== obj) this.store.upsert(kind, obj, MANIFEST_ORIGIN)
-        for (const [key, obj] of before) if (!now.has(key)) this.store.remove(kind, obj.metadata.namespace, obj.metadata.name, MANIFEST_ORIGIN)
+      for (const [id, kind] of touched) {
+        const key = id.slice(kind.length + 1)
+        const published = this.published.get(kind)!
+        const winner = this.winner(id, kind, key)
+        const before = published.get(key)
+        if (winner === undefined) {
+          this.definitions.delete(id)
+          if (!before) continue
+          published.delete(key)
+          this.store.remove(kind, before.metadata.namespace, before.metadata.name, MANIFEST_ORIGIN)
+        } else if (winner !== before) {
+          published.set(key, winner)
+          this.store.upsert(kind, winner, MANIFEST_ORIGIN)
+        }
       }
     })
-    this.published = byKind
+  }
+
+  /** The object of the later file (by name) defining `id`; warns when several definitions exist. */
+  private winner(id: string, kind: Kind, key: string): KubeObject | undefined {
+    const defs = this.definitions.get(id)
+    if (!defs?.size) return undefined
+    let file: string | undefined
+    let count = 0
+    for (const [f, d] of defs) {
+      count += d.count
+      if (file === undefined || f > file) file = f
+    }
+    if (count > 1) this.log.warn('object defined in several files; the later file wins', { file, object: `${kind} ${key}` })
+    return defs.get(file!)!.obj
   }
 }
 
