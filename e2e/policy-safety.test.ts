@@ -161,7 +161,7 @@ async function cleanupOnlyWren(t: Test, s: Session): Promise<void> {
   sh('ipset', ['add', 'wtest-keep', '10.97.9.9'])
   const notWren = () =>
     ['iptables-save', 'ip6tables-save'].flatMap((cmd) => save(cmd).split('\n').filter((l) => !WREN.test(l) && !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/, '')))
-  const otherSets = () => save('ipset', ['save']).split('\n').filter((l) => !/ wren[46][inp]-/.test(l))
+  const otherSets = () => save('ipset', ['save']).split('\n').filter((l) => !/ wren[46][inpl]-/.test(l))
   t.ok(wrenRules().length > 20 && wrenSets().size > 0, `wren has rules and sets before cleanup (${wrenRules().length} lines, ${wrenSets().size} sets)`)
   const [rulesBefore, setsBefore] = [notWren(), otherSets()]
   await stopAgent(c)
