@@ -120,11 +120,12 @@ export class Agent {
     this.lastError = undefined
     this.programmed = new Set(desired.workloads)
     this.applied = { generation, at: new Date().toISOString(), durationMs: now() - t0, workloads: desired.workloads, problems: desired.problems }
+    log.debug('applied', { generation, ms: this.applied.durationMs, workloads: desired.workloads.length })
+    this.wake()
+    // bookkeeping after the waiters are answered: counting the store walks every object
     this.deps.metrics?.applied(generation, this.applied.durationMs / 1000, desired.workloads.length, desired.problems.length)
     this.deps.metrics?.storeCounts(store.counts())
     for (const p of desired.problems) log.warn('policy problem', { ...p })
-    log.debug('applied', { generation, ms: this.applied.durationMs, workloads: desired.workloads.length })
-    this.wake()
   }
 
   private wake(): void {

@@ -59,3 +59,33 @@ t.test('remove with an origin removes only what that origin wrote', async (t) =>
   t.equal(store.remove('Namespace', undefined, 'a', 'kube'), true)
   t.same(store.list('Namespace'), [])
 })
+
+t.test('a pod list patched for changed keys equals one built afresh, and keeps the unchanged objects', async (t) => {
+  const nodeName = 'n1'
+  const events: [string, unknown][] = [
+    ['a', pod('a', 'web')],
+    ['b', { metadata: { name: 'b', namespace: 'prod' }, spec: { nodeName } }], // no IP: filled from its record
+    ['c', pod('c', 'web')],
+    ['d', { ...pod('d', 'db'), status: { podIP: '10.0.0.4', phase: 'Succeeded' } }],
+  ]
+  const patched = new Store({ nodeName })
+  patched.setWorkloads([{ hostIface: 'wren1', ips: ['10.0.0.2'], namespace: 'prod', pod: 'b' }])
+  for (const [, o] of events) patched.upsert('Pod', o)
+  let last = patched.snapshot().pods
+  const edits: [string, unknown][] = [
+    ['c', pod('c', 'api')],
+    ['d', pod('d', 'db', '10.0.0.4')], // no longer Succeeded: back in the list
+    ['b', { metadata: { name: 'b', namespace: 'prod', labels: { tier: 'web' } }, spec: { nodeName } }],
+    ['a', { ...pod('a', 'web'), status: { podIP: '10.0.0.1', phase: 'Failed' } }],
+  ]
+  for (const [name, o] of edits) {
+    patched.upsert('Pod', o)
+    const now = patched.snapshot().pods
+    const fresh = new Store({ nodeName })
+    fresh.setWorkloads([{ hostIface: 'wren1', ips: ['10.0.0.2'], namespace: 'prod', pod: 'b' }])
+    for (const x of patched.list('Pod')) fresh.upsert('Pod', x)
+    t.same(now, fresh.snapshot().pods, `after editing ${name}`)
+    for (const p of now) if (p.metadata.name !== name) t.ok(last.includes(p) || !last.some((q) => q.metadata.name === p.metadata.name), `${p.metadata.name} kept its identity`)
+    last = now
+  }
+})

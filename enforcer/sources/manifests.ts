@@ -41,6 +41,8 @@ const API_VERSIONS: Record<Kind, string> = { Namespace: 'v1', Pod: 'v1', Network
 const EXTENSIONS = /\.(ya?ml|json)$/
 /** A file changed this shortly before it was read is read again next scan (coarse or lagging timestamps). */
 const RACY_NS = 2_000_000_000n
+/** Past this many objects changed in one file, its definitions are recomputed from scratch. */
+const PATCH_LIMIT = 16
 
 interface Loaded {
   kind: Kind
@@ -302,6 +304,7 @@ export class ManifestSource {
   private publish(changed: Map<string, { before: Loaded[]; after: Loaded[] }>): void {
     const touched = new Map<string, Kind>()
     for (const [file, { before, after }] of changed) {
+      if (this.patchDefinitions(file, before, after, touched)) continue
       const seen = new Set<string>()
       for (const l of before) {
         const id = `${l.kind}\0${l.key}`
@@ -336,6 +339,31 @@ export class ManifestSource {
         }
       }
     })
+  }
+
+  /**
+   * A file whose documents mostly yielded the very same Loaded objects as
+   * before (only edited documents are parsed again): its definitions of the
+   * few objects that differ, worked out from its whole list. False when too
+   * much changed for this to pay.
+   */
+  private patchDefinitions(file: string, before: Loaded[], after: Loaded[], touched: Map<string, Kind>): boolean {
+    if (before.length === 0) return false
+    const had = new Set(before)
+    const has = new Set(after)
+    const ids = new Map<string, Loaded>()
+    for (const l of before) if (!has.has(l)) ids.set(`${l.kind}\0${l.key}`, l)
+    for (const l of after) if (!had.has(l)) ids.set(`${l.kind}\0${l.key}`, l)
+    if (ids.size > PATCH_LIMIT) return false
+    for (const [id, { kind, key }] of ids) {
+      const mine = after.filter((l) => l.kind === kind && l.key === key)
+      let defs = this.definitions.get(id)
+      if (!defs) this.definitions.set(id, (defs = new Map()))
+      if (mine.length) defs.set(file, { obj: mine[mine.length - 1].obj, count: mine.length })
+      else defs.delete(file)
+      touched.set(id, kind)
+    }
+    return true
   }
 
   /** The object of the later file (by name) defining `id`; warns when several definitions exist. */

@@ -8,10 +8,16 @@
  * A record that does not parse or lacks hostIface/ips is logged by file and
  * skipped: its interface then stays unknown to the dataplane, which drops it
  * (fail closed).
+ * Cost: a record whose stamp (device, inode, size, mtime and ctime in ns) is
+ * the one of its last read is not read again (the plugin replaces a record by
+ * rename, so a new one is a new inode); one changed within the last two
+ * seconds is read again whatever its stamp (coarse timestamps). A scan in
+ * which no record changed, came or went does not touch the store.
  * Concurrency: scans are synchronous (DirWatcher), so they never overlap.
  */
-import { mkdirSync } from 'node:fs'
-import { listRecords, recordFileName, workloadsDir, type WorkloadRecord } from '../../shared/record.ts'
+import { mkdirSync, readdirSync, readFileSync, statSync, type BigIntStats } from 'node:fs'
+import { join } from 'node:path'
+import { recordFileName, workloadsDir, type WorkloadRecord } from '../../shared/record.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { LocalWorkload } from '../model.ts'
 import type { Store } from '../store.ts'
@@ -26,6 +32,8 @@ export class RecordSource {
   synced = false
   private readonly watcher: DirWatcher
   private readonly log: Logger
+  /** Record file → what its last read found. */
+  private known = new Map<string, Known>()
 
   constructor(
     private readonly stateDir: string,
@@ -53,15 +61,64 @@ export class RecordSource {
   }
 
   private scan(): void {
-    const records = listRecords(this.stateDir, (file, err) => this.log.error('unreadable workload record skipped', { file, error: (err as Error)?.message }))
+    const dir = workloadsDir(this.stateDir)
+    let files: string[]
+    try {
+      files = readdirSync(dir)
+    } catch (e: any) {
+      if (e?.code !== 'ENOENT') throw e
+      files = []
+    }
+    const next = new Map<string, Known>()
+    let changed = false
+    for (const f of files) {
+      if (!f.endsWith('.json')) continue
+      const known = this.read(join(dir, f), f, this.known.get(f))
+      if (!known) continue
+      next.set(f, known)
+      if (known !== this.known.get(f)) changed = true
+    }
+    if (next.size !== this.known.size) changed = true
+    this.known = next
+    if (!changed) return
     const workloads: LocalWorkload[] = []
-    for (const r of records) {
-      const w = toWorkload(r)
+    for (const k of next.values()) {
+      const w = toWorkload(k.record)
       if (w) workloads.push(w)
-      else this.log.error('malformed workload record skipped', { file: recordFileName(String(r?.containerId), String(r?.ifname)) })
+      else this.log.error('malformed workload record skipped', { file: recordFileName(String(k.record?.containerId), String(k.record?.ifname)) })
     }
     this.store.setWorkloads(workloads)
   }
+
+  /** One record: as last read while its stamp vouches for it, else read now; undefined when gone or unreadable (reported). */
+  private read(path: string, file: string, before: Known | undefined): Known | undefined {
+    try {
+      const st = statSync(path, { bigint: true, throwIfNoEntry: false })
+      if (!st) return undefined
+      const stamp = stampOf(st)
+      if (before?.stamp === stamp && !before.racy) return before
+      const record = JSON.parse(readFileSync(path, 'utf8'))
+      // a write within the same timestamp tick as this read could leave the stamp unchanged
+      return { stamp, racy: BigInt(Date.now()) * 1_000_000n - st.ctimeNs < RACY_NS, record }
+    } catch (e: any) {
+      if (e?.code === 'ENOENT') return undefined
+      this.log.error('unreadable workload record skipped', { file, error: e?.message })
+      return undefined
+    }
+  }
+}
+
+/** A record file changed this shortly before it was read is read again on the next scan. */
+const RACY_NS = 2_000_000_000n
+
+interface Known {
+  stamp: string
+  racy: boolean
+  record: WorkloadRecord
+}
+
+function stampOf(s: BigIntStats): string {
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`
 }
 
 export function toWorkload(r: WorkloadRecord): LocalWorkload | undefined {

@@ -17,8 +17,13 @@ export type ParsedDocs = { ok: true; docs: unknown[] } | { ok: false; message: s
 /** `&name` where YAML allows a node property: at a line start or after a space or flow indicator. */
 const ANCHOR = /(?:^|[\s,[{])&[^\s,[\]{}]/
 
+/** ANCHOR.test(text), without running the regex over a text that has no `&` at all (most manifests). */
+function hasAnchor(text: string): boolean {
+  return text.includes('&') && ANCHOR.test(text)
+}
+
 export function parseDocuments(text: string): ParsedDocs {
-  if (!ANCHOR.test(text)) {
+  if (!hasAnchor(text)) {
     try {
       return { ok: true, docs: loadAll(text, null, { schema: CORE_SCHEMA }) }
     } catch {
@@ -55,7 +60,7 @@ const NOT_SPLITTABLE = /^(?:%|\.\.\.(?:[ \t\r\n]|$))/m
  * parseDocuments() gives the documents of the whole text, in order.
  */
 export function splitDocuments(text: string): string[] | undefined {
-  if (NOT_SPLITTABLE.test(text) || ANCHOR.test(text)) return undefined
+  if (((text.includes('%') || text.includes('...')) && NOT_SPLITTABLE.test(text)) || hasAnchor(text)) return undefined
   const out: string[] = []
   let from = 0
   for (const m of text.matchAll(DOC_START)) {

@@ -5,7 +5,7 @@
 // as the benchmark's `/synced` does, minus the socket; no lock needed, so it
 // can run beside a kernel benchmark (expect noise then).
 //
-//   node --experimental-transform-types [V8 flags] scripts/bench/agent-inproc.ts [--quick] [--changes N] [--exec-ms MS]
+//   node --experimental-transform-types [V8 flags] scripts/bench/agent-inproc.ts [--quick] [--changes N] [--exec-ms MS] [--labels-only] [--prof-out FILE]
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -118,9 +118,9 @@ async function main(): Promise<void> {
     ;(await import('node:fs')).writeFileSync(profOut!, JSON.stringify(profile))
   }
   const policy = policyToEdit(c)
-  await run('policy change', (i) => setPolicyPort(folder, policy, 8100 + i))
+  if (!args.includes('--labels-only')) await run('policy change', (i) => setPolicyPort(folder, policy, 8100 + i))
   const mem = process.memoryUsage()
-  console.log(`rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(mem.heapUsed / 2 ** 20).toFixed(0)} MiB`)
+  console.log(`rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB (peak ${(process.resourceUsage().maxRSS / 1024).toFixed(0)}), heap used ${(mem.heapUsed / 2 ** 20).toFixed(0)} MiB`)
   await agent.stop()
 }
 
