@@ -20,7 +20,7 @@ import { fixedChains, hooks } from './chains.ts'
 import { ClusterBuilder } from './cluster-builder.ts'
 import { namespaceOf, type Cluster } from './cluster.ts'
 import { IdentityMemo } from './identity.ts'
-import { markBits } from './match.ts'
+import { comment, markBits } from './match.ts'
 import { MemberCache } from './members.ts'
 import { analysePolicy, compilePolicyChain, conflictPlan, DIRECTIONS, policyChainName, selects, type Direction, type PolicyPlan } from './policy.ts'
 import { SetRegistry, type SetRequest, type SetUser } from './sets.ts'
@@ -126,6 +126,8 @@ export class Compiler {
   private chainNames = new WeakMap<PolicyPlan, Partial<Record<Direction, string>>>()
   /** The last policy list, when deep-frozen, and what it analysed to. */
   private lastPolicies?: { list: NetworkPolicy[]; plans: PolicyPlan[]; problems: Problem[] }
+  /** Per family, the last selections and the chains and set requests they gave. */
+  private lastFamilies = new Map<Family, FamilyChains & { selections: Selection[] }>()
 
   constructor(private readonly config: EnforcerConfig) {}
 
@@ -235,8 +237,24 @@ export class Compiler {
   }
 
   private familyState(family: Family, cluster: Cluster, selections: Selection[]): FamilyState {
+    // The chains and the sets they name depend only on the selections (the plans by identity); members on the cluster.
+    const last = this.lastFamilies.get(family)
+    const { chains, requests, reused } = last && sameSelections(last.selections, selections) ? last : this.familyChains(family, selections)
+    for (const [key, c] of reused) this.usedChains.set(key, c)
+    this.lastFamilies.set(family, { selections, chains, requests, reused })
+    const sets = requests.map((r) => ({ name: r.name, type: r.type, family, members: this.members.members(r, family, cluster), comment: comment(r.description) }))
+    return { family, hooks: hooks(), chains, sets }
+  }
+
+  private familyChains(family: Family, selections: Selection[]): FamilyChains {
     const { config } = this
     const sets = new SetRegistry(family)
+    const reused: [string, Chain[]][] = []
+    const reuse = (key: string, build: () => Chain[]) => {
+      const c = this.reuse(key, build)
+      reused.push([key, c])
+      return c
+    }
     // A policy chain exists only if some local workload jumps to it.
     const used = new Map<string, { plan: PolicyPlan; dir: Direction }>()
     for (const s of selections) for (const dir of DIRECTIONS) for (const plan of s[dir]) used.set(this.chainName(plan, dir), { plan, dir })
@@ -244,15 +262,35 @@ export class Compiler {
     for (const s of selections) {
       for (const dir of DIRECTIONS) {
         const key = JSON.stringify(['workload', s.subject.iface, s.subject.pod?.namespace ?? null, s.subject.pod?.name ?? null, dir, s[dir].map((p) => [p.namespace, p.name])])
-        chains.push(...this.reuse(key, () => [compileWorkloadChain(s.subject, dir, s[dir], config.acceptMark)]))
+        chains.push(...reuse(key, () => [compileWorkloadChain(s.subject, dir, s[dir], config.acceptMark)]))
       }
     }
     const ifaces = selections.map((s) => s.subject.iface)
-    chains.push(...this.reuse(JSON.stringify(['fixed', family, ifaces]), () => fixedChains(family, ifaces, config)))
+    chains.push(...reuse(JSON.stringify(['fixed', family, ifaces]), () => fixedChains(family, ifaces, config)))
     // Same order as comparing `${table} ${name}` (no table name is a prefix of another), without building strings.
     chains.sort((a, b) => compareText(a.table, b.table) || compareText(a.name, b.name))
-    return { family, hooks: hooks(), chains, sets: sets.all((r) => this.members.members(r, family, cluster)) }
+    // frozen: the writer may then take the same list back for the same chains
+    return { chains: Object.freeze(chains) as Chain[], requests: sets.requests(), reused }
   }
+}
+
+/** What one family's chains were built from, and what they came to. */
+interface FamilyChains {
+  chains: Chain[]
+  /** The sets the chains name, sorted by name. */
+  requests: SetRequest[]
+  /** The workload and fixed chains by reuse key, kept as used when the chains are reused whole. */
+  reused: [string, Chain[]][]
+}
+
+/** Same interfaces, pods and policy plans (by identity), in the same order: the same chains. */
+function sameSelections(a: Selection[], b: Selection[]): boolean {
+  if (a.length !== b.length) return false
+  const samePlans = (x: PolicyPlan[], y: PolicyPlan[]) => x.length === y.length && x.every((p, i) => p === y[i])
+  return a.every((s, i) => {
+    const t = b[i]
+    return s.subject.iface === t.subject.iface && s.subject.pod?.namespace === t.subject.pod?.namespace && s.subject.pod?.name === t.subject.pod?.name && (s.subject.pod === null) === (t.subject.pod === null) && samePlans(s.ingress, t.ingress) && samePlans(s.egress, t.egress)
+  })
 }
 
 function select(subjects: Subject[], plans: PolicyPlan[]): Selection[] {

@@ -36,7 +36,7 @@ function cachedSetName(kind: SetKind, family: Family, key: string): string {
 }
 
 export class SetRegistry implements SetUser {
-  private readonly requests = new Map<string, SetRequest>()
+  private readonly byName = new Map<string, SetRequest>()
 
   constructor(readonly family: Family) {}
 
@@ -47,25 +47,28 @@ export class SetRegistry implements SetUser {
    */
   use(kind: SetKind, key: string, type: SetType, description: string, source: MemberSource): string {
     const name = cachedSetName(kind, this.family, key)
-    if (!this.requests.has(name)) this.requests.set(name, { name, key: `${kind}\0${key}`, type, description, source })
+    if (!this.byName.has(name)) this.byName.set(name, { name, key: `${kind}\0${key}`, type, description, source })
     return name
   }
 
   /** The request registered under `name`. */
   request(name: string): SetRequest | undefined {
-    return this.requests.get(name)
+    return this.byName.get(name)
   }
 
   /** Registers a request an earlier use() of this family made (a reused chain's), skipping the name's hash. */
   add(r: SetRequest): void {
-    if (!this.requests.has(r.name)) this.requests.set(r.name, r)
+    if (!this.byName.has(r.name)) this.byName.set(r.name, r)
   }
 
   /** Every set used, sorted by name; `members` returns sorted, deduplicated members. */
   all(members: (r: SetRequest) => string[]): IpSet[] {
-    return [...this.requests.values()]
-      .sort((a, b) => compareText(a.name, b.name))
-      .map((r) => ({ name: r.name, type: r.type, family: this.family, members: members(r), comment: comment(r.description) }))
+    return this.requests().map((r) => ({ name: r.name, type: r.type, family: this.family, members: members(r), comment: comment(r.description) }))
+  }
+
+  /** Every request, sorted by set name. */
+  requests(): SetRequest[] {
+    return [...this.byName.values()].sort((a, b) => compareText(a.name, b.name))
   }
 }
 

@@ -45,6 +45,18 @@ export class PrepareMemo {
    */
   frozenChains = new WeakMap<Chain, { key: string; rc: RenderedChain; refs: Reference[] }>()
   frozenMembers = new WeakMap<readonly string[], { head: string; key: string; members: Set<string> }>()
+  /** Per family, the chains part of the last prepare when its chain list was frozen (the Compiler hands the same list back while no chain changed). */
+  families = new Map<Family, FamilyChains>()
+}
+
+/** A family's chains, rendered and checked for all but the references to sets (sets may differ). */
+interface FamilyChains {
+  chains: readonly Chain[]
+  owner: string
+  /** Per table, chain name → rendering; shared between prepares, never written to once built. */
+  tables: Map<Table, Map<string, RenderedChain>>
+  keyed: [string, RenderedChain][]
+  checks: { table: Table; place: string; refs: Reference[] }[]
 }
 
 function deeplyFrozen(c: Chain): boolean {
@@ -83,33 +95,23 @@ export function prepare(state: DesiredState, maxelem: number, owner: string = OW
   families.set(6, prepareFamily(state.v6, sets, owner, memo, next))
   memo.chains = next.chains
   memo.sets = next.sets
+  memo.families = next.families
   return { families, sets }
 }
 
 function prepareFamily(fs: FamilyState, sets: Map<string, PreparedSet>, owner: string, memo: PrepareMemo, next: PrepareMemo): Map<Table, PreparedTable> {
+  let fc = memo.families.get(fs.family)
+  if (!fc || fc.chains !== fs.chains || fc.owner !== owner || !Object.isFrozen(fs.chains)) fc = familyChains(fs, owner, memo)
+  next.families.set(fs.family, fc)
+  for (const [key, rc] of fc.keyed) next.chains.set(key, rc)
   const tables = new Map<Table, PreparedTable>()
+  for (const [t, chains] of fc.tables) tables.set(t, { chains, hooks: new Map() })
+  for (const { table, place, refs } of fc.checks) checkReferences(refs, place, tables.get(table)!, sets, fs.family)
   const table = (t: Table) => {
     let pt = tables.get(t)
     if (!pt) tables.set(t, (pt = { chains: new Map(), hooks: new Map() }))
     return pt
   }
-  const refsOf = new Map<Chain, Reference[]>()
-  for (const c of fs.chains) {
-    const pt = table(c.table)
-    if (!c.name.startsWith(owner)) throw new RenderError(`chain ${c.name} does not start with ${owner}`)
-    if (pt.chains.has(c.name)) throw new RenderError(`chain ${c.name} is defined twice in v${fs.family} ${c.table}`)
-    // a chain in the frozen memo was deeply frozen when it went in, and frozen is for good
-    let known = memo.frozenChains.get(c)
-    if (!known) {
-      const key = `${c.name}\0${JSON.stringify(c.rules)}`
-      known = { key, rc: memo.chains.get(key) ?? renderChain(c.name, c.rules), refs: chainReferences(c) }
-      if (deeplyFrozen(c)) memo.frozenChains.set(c, known)
-    }
-    next.chains.set(known.key, known.rc)
-    refsOf.set(c, known.refs)
-    pt.chains.set(c.name, known.rc)
-  }
-  for (const c of fs.chains) checkReferences(refsOf.get(c)!, `v${fs.family} chain ${c.name}`, tables.get(c.table)!, sets, fs.family)
   for (const h of fs.hooks) {
     const pt = table(h.table)
     const rule = hookRule(h.chain, h.target)
@@ -121,6 +123,29 @@ function prepareFamily(fs: FamilyState, sets: Map<string, PreparedSet>, owner: s
     pt.hooks.set(h.chain, list)
   }
   return tables
+}
+
+/** Renders a family's chains (from the memo where it has them) and lists the references each must resolve. */
+function familyChains(fs: FamilyState, owner: string, memo: PrepareMemo): FamilyChains {
+  const fc: FamilyChains = { chains: fs.chains, owner, tables: new Map(), keyed: [], checks: [] }
+  for (const c of fs.chains) {
+    let chains = fc.tables.get(c.table)
+    if (!chains) fc.tables.set(c.table, (chains = new Map()))
+    if (!c.name.startsWith(owner)) throw new RenderError(`chain ${c.name} does not start with ${owner}`)
+    if (chains.has(c.name)) throw new RenderError(`chain ${c.name} is defined twice in v${fs.family} ${c.table}`)
+    // a chain in the frozen memo was deeply frozen when it went in, and frozen is for good
+    let known = memo.frozenChains.get(c)
+    if (!known) {
+      const key = `${c.name}\0${JSON.stringify(c.rules)}`
+      known = { key, rc: memo.chains.get(key) ?? renderChain(c.name, c.rules), refs: chainReferences(c) }
+      if (deeplyFrozen(c)) memo.frozenChains.set(c, known)
+      else fc.chains = [] // not reusable: an unfrozen chain may change in place
+    }
+    fc.keyed.push([known.key, known.rc])
+    fc.checks.push({ table: c.table, place: `v${fs.family} chain ${c.name}`, refs: known.refs })
+    chains.set(c.name, known.rc)
+  }
+  return fc
 }
 
 /** A wren chain a rule jumps to, or a set it matches: what must exist in the same desired state. */
