@@ -96,8 +96,8 @@ export class ManifestSource {
   private files = new Map<string, FileState>()
   /** What each kind's keys were last pushed to the store as. */
   private published = new Map<Kind, Map<string, KubeObject>>(KINDS.map((k) => [k, new Map()]))
-  /** Kind + key → the files defining it, each with its (last) definition there and how many it has. */
-  private definitions = new Map<string, Map<string, { obj: KubeObject; count: number }>>()
+  /** Per kind, key → the files defining it, each with its (last) definition there and how many it has. */
+  private definitions = new Map<Kind, Map<string, Definition[]>>(KINDS.map((k) => [k, new Map()]))
   private problemList: ManifestProblem[] = []
   private readonly counters: ManifestStats = { scans: 0, parsed: 0, documents: 0, unchanged: 0, skipped: 0 }
   private readonly watcher: DirWatcher
@@ -302,43 +302,50 @@ export class ManifestSource {
    * (or defined) are looked at. One store change at most.
    */
   private publish(changed: Map<string, { before: Loaded[]; after: Loaded[] }>): void {
-    const touched = new Map<string, Kind>()
+    const touched = new Map<Kind, Set<string>>(KINDS.map((k) => [k, new Set()]))
     for (const [file, { before, after }] of changed) {
       if (this.patchDefinitions(file, before, after, touched)) continue
-      const seen = new Set<string>()
       for (const l of before) {
-        const id = `${l.kind}\0${l.key}`
-        this.definitions.get(id)?.delete(file)
-        touched.set(id, l.kind)
+        this.setDefinition(l.kind, l.key, file, undefined)
+        touched.get(l.kind)!.add(l.key)
       }
+      const counts = new Map<Loaded['kind'], Map<string, number>>()
       for (const l of after) {
-        const id = `${l.kind}\0${l.key}`
-        let defs = this.definitions.get(id)
-        if (!defs) this.definitions.set(id, (defs = new Map()))
+        let byKey = counts.get(l.kind)
+        if (!byKey) counts.set(l.kind, (byKey = new Map()))
         // within one file too, the later definition wins
-        const again = seen.has(id)
-        seen.add(id)
-        defs.set(file, { obj: l.obj, count: again ? defs.get(file)!.count + 1 : 1 })
-        touched.set(id, l.kind)
+        const count = (byKey.get(l.key) ?? 0) + 1
+        byKey.set(l.key, count)
+        this.setDefinition(l.kind, l.key, file, { file, obj: l.obj, count })
+        touched.get(l.kind)!.add(l.key)
       }
     }
     this.store.batch(() => {
-      for (const [id, kind] of touched) {
-        const key = id.slice(kind.length + 1)
+      for (const [kind, keys] of touched) {
         const published = this.published.get(kind)!
-        const winner = this.winner(id, kind, key)
-        const before = published.get(key)
-        if (winner === undefined) {
-          this.definitions.delete(id)
-          if (!before) continue
-          published.delete(key)
-          this.store.remove(kind, before.metadata.namespace, before.metadata.name, MANIFEST_ORIGIN)
-        } else if (winner !== before) {
-          published.set(key, winner)
-          this.store.upsert(kind, winner, MANIFEST_ORIGIN)
+        for (const key of keys) {
+          const winner = this.winner(kind, key)
+          const before = published.get(key)
+          if (winner === undefined) {
+            if (!before) continue
+            published.delete(key)
+            this.store.remove(kind, before.metadata.namespace, before.metadata.name, MANIFEST_ORIGIN)
+          } else if (winner !== before) {
+            published.set(key, winner)
+            this.store.upsert(kind, winner, MANIFEST_ORIGIN)
+          }
         }
       }
     })
+  }
+
+  /** Replaces (or with undefined, drops) `file`'s definition of an object. */
+  private setDefinition(kind: Kind, key: string, file: string, def: Definition | undefined): void {
+    const byKey = this.definitions.get(kind)!
+    const defs = (byKey.get(key) ?? []).filter((d) => d.file !== file)
+    if (def) defs.push(def)
+    if (defs.length) byKey.set(key, defs)
+    else byKey.delete(key)
   }
 
   /**
@@ -347,38 +354,40 @@ export class ManifestSource {
    * few objects that differ, worked out from its whole list. False when too
    * much changed for this to pay.
    */
-  private patchDefinitions(file: string, before: Loaded[], after: Loaded[], touched: Map<string, Kind>): boolean {
+  private patchDefinitions(file: string, before: Loaded[], after: Loaded[], touched: Map<Kind, Set<string>>): boolean {
     if (before.length === 0) return false
     const had = new Set(before)
     const has = new Set(after)
-    const ids = new Map<string, Loaded>()
-    for (const l of before) if (!has.has(l)) ids.set(`${l.kind}\0${l.key}`, l)
-    for (const l of after) if (!had.has(l)) ids.set(`${l.kind}\0${l.key}`, l)
-    if (ids.size > PATCH_LIMIT) return false
-    for (const [id, { kind, key }] of ids) {
+    const differ = [...before.filter((l) => !has.has(l)), ...after.filter((l) => !had.has(l))]
+    if (differ.length > PATCH_LIMIT) return false
+    for (const { kind, key } of differ) {
       const mine = after.filter((l) => l.kind === kind && l.key === key)
-      let defs = this.definitions.get(id)
-      if (!defs) this.definitions.set(id, (defs = new Map()))
-      if (mine.length) defs.set(file, { obj: mine[mine.length - 1].obj, count: mine.length })
-      else defs.delete(file)
-      touched.set(id, kind)
+      this.setDefinition(kind, key, file, mine.length ? { file, obj: mine[mine.length - 1].obj, count: mine.length } : undefined)
+      touched.get(kind)!.add(key)
     }
     return true
   }
 
-  /** The object of the later file (by name) defining `id`; warns when several definitions exist. */
-  private winner(id: string, kind: Kind, key: string): KubeObject | undefined {
-    const defs = this.definitions.get(id)
-    if (!defs?.size) return undefined
-    let file: string | undefined
+  /** The object of the later file (by name) defining it; warns when several definitions exist. */
+  private winner(kind: Kind, key: string): KubeObject | undefined {
+    const defs = this.definitions.get(kind)!.get(key)
+    if (!defs) return undefined
+    let last = defs[0]
     let count = 0
-    for (const [f, d] of defs) {
+    for (const d of defs) {
       count += d.count
-      if (file === undefined || f > file) file = f
+      if (d.file > last.file) last = d
     }
-    if (count > 1) this.log.warn('object defined in several files; the later file wins', { file, object: `${kind} ${key}` })
-    return defs.get(file!)!.obj
+    if (count > 1) this.log.warn('object defined in several files; the later file wins', { file: last.file, object: `${kind} ${key}` })
+    return last.obj
   }
+}
+
+/** One file's definition of an object: the last one in it, and how many it has. */
+interface Definition {
+  file: string
+  obj: KubeObject
+  count: number
 }
 
 function stampOf(s: BigIntStats): string {
