@@ -79,12 +79,19 @@ export function buildRows(f: Figures): { title: string; rows: Row[]; notes: stri
     costLine('cold sync', applyCosts(f.cold.entries)),
     costLine('label edits', f.labels.costs),
     costLine('policy edits', f.policy.costs),
-    `write → /synced minus in-agent sync = manifest rescan (every file re-read and re-parsed) + runner debounce + socket round trip: label p50 ${ms(percentile(diff(f.labels), 50))}, policy p50 ${ms(percentile(diff(f.policy), 50))}`,
+    `write → /synced minus in-agent sync = the benchmark's file write + source rescans (files stat'ed; a changed file re-read, only its changed documents parsed) + runner debounce + socket round trip: label p50 ${ms(percentile(diff(f.labels), 50))}, policy p50 ${ms(percentile(diff(f.policy), 50))}`,
     coldPhases(f),
-    `reference for the rescan: reading + parsing the whole folder (${f.folder.objects} objects) with the yaml library alone takes ${ms(f.parseMs)}; every rescan does it for every file`,
+    `reference for the rescan: reading + parsing the whole folder (${f.folder.objects} objects) with the yaml library alone takes ${ms(f.parseMs)} (the agent parses a file again only when its bytes change, and then only its changed documents)`,
+    `slowest label edits (write → /synced / in-agent ms): ${slowest(f.labels)}; slowest policy edits: ${slowest(f.policy)}`,
     `edits the agent saw as no change: labels ${f.labels.noops}, policy ${f.policy.noops}`,
   ]
   return { title, rows, notes }
+}
+
+/** The three slowest edits, wall time beside the agent's own, to tell the agent's outliers from the rest's. */
+function slowest(r: EditRun): string {
+  const order = r.wallMs.map((w, i) => i).sort((a, b) => r.wallMs[b] - r.wallMs[a])
+  return order.slice(0, 3).map((i) => `${r.wallMs[i].toFixed(0)}/${r.agentMs[i].toFixed(0)}`).join(', ')
 }
 
 function diff(r: EditRun): number[] {
