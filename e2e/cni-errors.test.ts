@@ -3,16 +3,10 @@
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { addNetns, blackhole, Cleanup, inNetns, sh, tempDir } from './lib/host.ts'
-import { CNI_PATH, ensureBuilt, execPlugin, leftovers, NOTHING, runWren, WREN_BIN_PATH, wrenConf, type Attachment } from './lib/cni-runner.ts'
+import { addNetns, inNetns, sh, tempDir } from './lib/host.ts'
+import { CNI_PATH, execPlugin, testbed, leftovers, NOTHING, runWren, WREN_BIN_PATH, wrenConf, type Attachment } from './lib/cni-runner.ts'
 
-const cleanup = new Cleanup()
-t.teardown(async () => {
-  const errs = await cleanup.run()
-  if (errs.length) t.comment(`cleanup: ${errs.join('; ')}`)
-})
-ensureBuilt()
-blackhole(cleanup, '10.91.0.0/16')
+const { cleanup } = testbed(t, 'wc-err-')
 const netns = addNetns(cleanup, 'wc-err')
 const podLinks = () => inNetns('wc-err', 'ip', ['-o', 'link', 'show']).stdout.split('\n').filter(Boolean).map((l) => l.split(':')[1].trim().split('@')[0])
 const att: Attachment = { containerId: 'err-1', ifname: 'eth0', netns, args: { IgnoreUnknown: '1', K8S_POD_NAMESPACE: 'err', K8S_POD_NAME: 'p' } }
