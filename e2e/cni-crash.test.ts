@@ -9,19 +9,11 @@ import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import t from 'tap'
 import { addNetns, Cleanup, tempDir } from './lib/host.ts'
-import { CNI_PATH, leftovers, NOTHING, resultIps, runWren, WREN_BIN_PATH, wrenConf, type Attachment, testbed } from './lib/cni-runner.ts'
+import { CNI_PATH, cniEnv, leftovers, NOTHING, resultIps, runWren, WREN_BIN_PATH, wrenConf, type Attachment, testbed } from './lib/cni-runner.ts'
 
 /** Starts the plugin in its own process group so the kill also takes its children. */
 function startAdd(conf: unknown, att: Attachment, cniPath: string[], PATH = process.env.PATH) {
-  const env = {
-    PATH,
-    CNI_COMMAND: 'ADD',
-    CNI_CONTAINERID: att.containerId,
-    CNI_NETNS: att.netns,
-    CNI_IFNAME: att.ifname,
-    CNI_ARGS: 'IgnoreUnknown=1',
-    CNI_PATH: cniPath.join(':'),
-  }
+  const env = cniEnv('ADD', { ...att, args: { IgnoreUnknown: '1' } }, cniPath, { PATH })
   const child = spawn(WREN_BIN_PATH, [], { env, detached: true, stdio: ['pipe', 'ignore', 'ignore'] })
   child.stdin.end(JSON.stringify(conf))
   const exited = new Promise<string | null>((res) => child.on('exit', (_c, sig) => res(sig)))

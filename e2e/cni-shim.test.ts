@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { exec } from '../shared/exec.ts'
 import { addNetns, blackhole, Cleanup, ENFORCER_BIN, exclusiveKernel, REPO, sh, tempDir, trySh } from './lib/host.ts'
-import { CNI_PATH, echo, echoServer, leftovers, NOTHING, resultIps, TEST_PREFIX, WREN_BIN_PATH, wrenConf, type Attachment } from './lib/cni-runner.ts'
+import { CNI_PATH, cniEnv, echo, echoServer, leftovers, NOTHING, resultIps, TEST_PREFIX, WREN_BIN_PATH, wrenConf, type Attachment } from './lib/cni-runner.ts'
 
 const cleanup = new Cleanup()
 t.teardown(async () => {
@@ -20,16 +20,7 @@ t.teardown(async () => {
 
 /** One plugin run through bin/wren (the shim), telling on stderr which way it went. */
 async function shim(command: string, conf: unknown, att: Partial<Attachment>) {
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    WREN_SHIM_TRACE: '1',
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: att.containerId ?? '',
-    CNI_NETNS: att.netns ?? '',
-    CNI_IFNAME: att.ifname ?? '',
-    CNI_ARGS: Object.entries(att.args ?? {}).map(([k, v]) => `${k}=${v}`).join(';'),
-    CNI_PATH: CNI_PATH.join(':'),
-  }
+  const env = cniEnv(command, att, CNI_PATH, { WREN_SHIM_TRACE: '1' })
   const r = await exec(WREN_BIN_PATH, [], { env, input: typeof conf === 'string' ? conf : JSON.stringify(conf) })
   let json: any
   try {

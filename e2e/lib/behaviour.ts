@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import { Cleanup, REPO, exclusiveKernel, sh, trySh } from './host.ts'
+import { Cleanup, exclusiveKernel, sh, trySh } from './host.ts'
 import { Cluster, NODE_NAME, POD_BLACKHOLE6, delay, run, stopProcess, type ClusterOptions, type Pod } from './cluster.ts'
 import { NODE_BIN, probeFrom, type ProbeSpec } from './probe.ts'
 
@@ -180,16 +180,7 @@ export async function startAgent(s: Session): Promise<void> {
 /** CNI DEL of a pod's sandbox, as the runtime does when the pod goes away; the netns goes too. */
 export async function removeSandbox(cluster: Cluster, pod: Pod): Promise<void> {
   const s = pod.spec
-  const env = {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-    CNI_COMMAND: 'DEL',
-    CNI_CONTAINERID: pod.containerId,
-    CNI_NETNS: `/var/run/netns/${pod.netns}`,
-    CNI_IFNAME: 'eth0',
-    CNI_PATH: `${REPO}/bin:/usr/lib/cni`,
-    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${s.namespace};K8S_POD_NAME=${s.name};K8S_POD_UID=uid-${s.namespace}-${s.name}`,
-  }
-  const r = await run(cluster.wrenBin, [], JSON.stringify(cluster.netconf()), env)
+  const r = await cluster.cni('DEL', s, pod.containerId, `/var/run/netns/${pod.netns}`)
   if (r.code !== 0) throw new Error(`CNI DEL ${s.namespace}/${s.name}: ${r.stdout} ${r.stderr}`)
   trySh('ip', ['netns', 'del', pod.netns])
   cluster.pods.delete(`${s.namespace}/${s.name}`)

@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto'
 import { stringify } from 'yaml'
 import { Cleanup, REPO, addNetns, blackhole, sh, tempDir, trySh } from './host.ts'
 import type { Labels, NamespaceSpec, PodSpec } from '../scenarios/types.ts'
+import { cniEnv } from './cni-env.ts'
 
 export const POD_CIDR = '10.92.0.0/16'
 export const OUTSIDE_CIDR = '10.93.0.0/16'
@@ -235,16 +236,10 @@ export class Cluster {
     await waitListening(pod.netns, ports, families)
   }
 
-  private cni(command: 'ADD' | 'DEL', spec: PodSpec, containerId: string, netns: string) {
-    const env = {
-      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-      CNI_COMMAND: command,
-      CNI_CONTAINERID: containerId,
-      CNI_NETNS: netns,
-      CNI_IFNAME: 'eth0',
-      CNI_PATH: `${dirname(this.wrenBin)}:/usr/lib/cni`,
-      CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${spec.namespace};K8S_POD_NAME=${spec.name};K8S_POD_UID=${uidOf(spec)}`,
-    }
+  /** One CNI call for a pod's sandbox, as the runtime makes it. */
+  cni(command: 'ADD' | 'DEL', spec: PodSpec, containerId: string, netns: string) {
+    const args = { IgnoreUnknown: '1', K8S_POD_NAMESPACE: spec.namespace, K8S_POD_NAME: spec.name, K8S_POD_UID: uidOf(spec) }
+    const env = cniEnv(command, { containerId, netns, ifname: 'eth0', args }, [dirname(this.wrenBin), '/usr/lib/cni'])
     return run(this.wrenBin, [], JSON.stringify(this.netconf()), env)
   }
 

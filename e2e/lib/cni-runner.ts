@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { exec } from '../../shared/exec.ts'
+import { cniEnv, type Attachment } from './cni-env.ts'
 import type { Test } from 'tap'
 import { Cleanup, blackhole, hostLinks, REPO, sh, tempDir, trySh } from './host.ts'
 
@@ -17,15 +18,7 @@ export interface ConfList {
   [key: string]: unknown
 }
 
-export interface Attachment {
-  containerId: string
-  netns: string
-  ifname: string
-  /** CNI_ARGS pairs, e.g. K8S_POD_NAMESPACE. */
-  args?: Record<string, string>
-  /** Values for plugins' declared capabilities (e.g. portMappings), passed as runtimeConfig. */
-  capabilityArgs?: Record<string, unknown>
-}
+export { cniEnv, type Attachment } from './cni-env.ts'
 
 export interface PluginRun {
   code: number
@@ -65,23 +58,9 @@ export function findPlugin(type: string, cniPath: readonly string[]): string {
   throw new Error(`plugin ${type} not found on ${cniPath.join(':')}`)
 }
 
-function argsString(args: Record<string, string> = {}): string {
-  return Object.entries(args)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(';')
-}
-
 /** Runs one plugin binary with a config object; never throws for a plugin failure. */
 export async function execPlugin(bin: string, command: string, conf: unknown, att: Partial<Attachment>, cniPath: readonly string[]): Promise<PluginRun> {
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: att.containerId ?? '',
-    CNI_NETNS: att.netns ?? '',
-    CNI_IFNAME: att.ifname ?? '',
-    CNI_ARGS: argsString(att.args),
-    CNI_PATH: cniPath.join(':'),
-  }
+  const env = cniEnv(command, att, cniPath)
   const started = performance.now()
   const r = await exec(bin, [], { env, input: typeof conf === 'string' ? conf : JSON.stringify(conf) })
   let json: any

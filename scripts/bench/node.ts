@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path'
 import { exec } from '../../shared/exec.ts'
 import { controlGet } from '../../enforcer/control.ts'
 import { addNetns, type Cleanup, REPO } from '../../e2e/lib/host.ts'
+import { cniEnv } from '../../e2e/lib/cni-env.ts'
 import type { Bins } from './snapshot.ts'
 import type { SynthPod } from './synth.ts'
 
@@ -46,15 +47,8 @@ function netconf(d: Dirs): string {
 }
 
 function plugin(d: Dirs, command: 'ADD' | 'DEL', p: SynthPod, containerId: string, netns: string) {
-  const env = {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: containerId,
-    CNI_NETNS: netns,
-    CNI_IFNAME: 'eth0',
-    CNI_PATH: dirname(d.bins.wren),
-    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${p.namespace};K8S_POD_NAME=${p.name}`,
-  }
+  const args = { IgnoreUnknown: '1', K8S_POD_NAMESPACE: p.namespace, K8S_POD_NAME: p.name }
+  const env = cniEnv(command, { containerId, netns, ifname: 'eth0', args }, [dirname(d.bins.wren)])
   return exec(d.bins.wren, [], { env, input: netconf(d), timeoutMs: 30_000 })
 }
 
