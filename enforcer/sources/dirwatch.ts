@@ -86,3 +86,26 @@ export class DirWatcher {
     this.debounce = setTimeout(() => this.rescan(), this.o.debounceMs)
   }
 }
+
+/**
+ * A source whose knowledge is the files of one folder: start() reads it and
+ * starts watching, rescan() reads it again now (a change present when the
+ * caller asks is seen without waiting for fs.watch), stop() stops watching.
+ */
+export abstract class FolderSource {
+  synced = false
+  protected abstract readonly watcher: DirWatcher
+
+  async start(): Promise<void> {
+    this.watcher.start()
+    this.synced = true
+  }
+
+  async rescan(): Promise<void> {
+    this.watcher.rescan()
+  }
+
+  async stop(): Promise<void> {
+    this.watcher.stop()
+  }
+}

@@ -31,7 +31,7 @@ import { closeSync, fstatSync, openSync, readdirSync, readFileSync, statSync, ty
 import { join } from 'node:path'
 import type { Logger } from '../../shared/log.ts'
 import type { Store } from '../store.ts'
-import { DirWatcher } from './dirwatch.ts'
+import { DirWatcher, FolderSource } from './dirwatch.ts'
 import { describe, isNamespaced, KINDS, normalize, objectKey, type Kind, type KubeObject } from './objects.ts'
 import { parseDocuments, parsePiece, splitDocuments } from './yamldocs.ts'
 
@@ -91,8 +91,7 @@ export interface ManifestSourceOptions {
   pollMs?: number
 }
 
-export class ManifestSource {
-  synced = false
+export class ManifestSource extends FolderSource {
   private files = new Map<string, FileState>()
   /** What each kind's keys were last pushed to the store as. */
   private published = new Map<Kind, Map<string, KubeObject>>(KINDS.map((k) => [k, new Map()]))
@@ -100,7 +99,7 @@ export class ManifestSource {
   private definitions = new Map<Kind, Map<string, Definition[]>>(KINDS.map((k) => [k, new Map()]))
   private problemList: ManifestProblem[] = []
   private readonly counters: ManifestStats = { scans: 0, parsed: 0, documents: 0, unchanged: 0, skipped: 0 }
-  private readonly watcher: DirWatcher
+  protected readonly watcher: DirWatcher
   private readonly log: Logger
 
   constructor(
@@ -109,22 +108,9 @@ export class ManifestSource {
     log: Logger,
     opts: ManifestSourceOptions = {},
   ) {
+    super()
     this.log = log.child({ source: 'manifests' })
     this.watcher = new DirWatcher({ dir, scan: () => this.scan(), log: this.log, ...opts })
-  }
-
-  /** Loads the folder and starts watching it. */
-  async start(): Promise<void> {
-    this.watcher.start()
-    this.synced = true
-  }
-
-  async rescan(): Promise<void> {
-    this.watcher.rescan()
-  }
-
-  async stop(): Promise<void> {
-    this.watcher.stop()
   }
 
   /** What the last scan could not load, for status output. */

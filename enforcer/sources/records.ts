@@ -21,16 +21,15 @@ import { recordFileName, workloadsDir, type WorkloadRecord } from '../../shared/
 import type { Logger } from '../../shared/log.ts'
 import type { LocalWorkload } from '../model.ts'
 import type { Store } from '../store.ts'
-import { DirWatcher } from './dirwatch.ts'
+import { DirWatcher, FolderSource } from './dirwatch.ts'
 
 export interface RecordSourceOptions {
   debounceMs?: number
   pollMs?: number
 }
 
-export class RecordSource {
-  synced = false
-  private readonly watcher: DirWatcher
+export class RecordSource extends FolderSource {
+  protected readonly watcher: DirWatcher
   private readonly log: Logger
   /** Record file → what its last read found. */
   private known = new Map<string, Known>()
@@ -41,23 +40,15 @@ export class RecordSource {
     log: Logger,
     opts: RecordSourceOptions = {},
   ) {
+    super()
     this.log = log.child({ source: 'records' })
     this.watcher = new DirWatcher({ dir: workloadsDir(stateDir), scan: () => this.scan(), log: this.log, debounceMs: opts.debounceMs ?? 20, pollMs: opts.pollMs })
   }
 
   /** Creates the folder if needed, reads it and starts watching. */
-  async start(): Promise<void> {
+  override async start(): Promise<void> {
     mkdirSync(workloadsDir(this.stateDir), { recursive: true })
-    this.watcher.start()
-    this.synced = true
-  }
-
-  async rescan(): Promise<void> {
-    this.watcher.rescan()
-  }
-
-  async stop(): Promise<void> {
-    this.watcher.stop()
+    await super.start()
   }
 
   private scan(): void {
