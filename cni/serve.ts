@@ -31,12 +31,6 @@ export function decodeFrame(body: Buffer): { env: NodeJS.ProcessEnv; stdin: stri
   return { env, stdin: body.toString('utf8', pos + 1) }
 }
 
-/** The inverse of decodeFrame, for tests and tools that speak to the endpoint. */
-export function encodeFrame(env: Record<string, string | undefined>, stdin: string): Buffer {
-  const entries = Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [Buffer.from(`${k}=${v}\0`)]))
-  return Buffer.concat([...entries, Buffer.from([0]), Buffer.from(stdin)])
-}
-
 /** Runs one plugin invocation in this process; `agent` answers the ADD's programmed wait directly. */
 export async function runPluginRequest(body: Buffer, agent: LocalAgent): Promise<PluginAnswer> {
   const { env, stdin } = decodeFrame(body)

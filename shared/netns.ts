@@ -3,7 +3,7 @@
 // await would see the host namespace), so everything that must run inside a
 // pod's namespace is a child process started by `nsenter --net=PATH`.
 import { statSync } from 'node:fs'
-import { execOk, type Exec, type ExecResult } from './exec.ts'
+import { execOk, type Exec } from './exec.ts'
 
 /** True when the path exists (a bind-mounted nsfs file or a /proc/PID/ns/net link). */
 export function netnsExists(path: string): boolean {
@@ -13,11 +13,6 @@ export function netnsExists(path: string): boolean {
   } catch {
     return false
   }
-}
-
-/** Runs `cmd args` inside the namespace at `path`; never rejects for a non-zero exit. */
-export function execInNetns(exec: Exec, path: string, cmd: string, args: readonly string[], input?: string): Promise<ExecResult> {
-  return exec('nsenter', [`--net=${path}`, '--', cmd, ...args], { input })
 }
 
 /** Feeds an `ip -batch` script to ip inside the namespace; rejects with ip's error. */
