@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { decodeAnswer, encodeQuery, frameTcp, searchCandidates, unframeTcp } from './dns.ts'
 
 export const PROBE_TIMEOUT_MS = 1000
+const UDP_RESEND_MS = 200
 
 export type ProbeSpec =
   /** Connect, read what the server says until it closes. */
@@ -65,15 +66,29 @@ function tcpProbe(host: string, port: number, bind?: string, payload?: Buffer, c
 function udpExchange(host: string, port: number, payload: Buffer, bind?: string): Promise<ProbeResult & { data?: Buffer }> {
   return new Promise((resolve) => {
     const sock = createSocket(isIPv6(host) ? 'udp6' : 'udp4')
+    let resend: NodeJS.Timeout | undefined
+    let settled = false
     const done = (r: ProbeResult & { data?: Buffer }) => {
+      if (settled) return
+      settled = true
       clearTimeout(timer)
+      clearInterval(resend)
       sock.close()
       resolve(r)
     }
     const timer = setTimeout(() => done({ outcome: 'x' }), PROBE_TIMEOUT_MS)
     sock.on('message', (msg) => done({ outcome: 'ok', data: msg }))
     sock.on('error', (e: NodeJS.ErrnoException) => done({ outcome: e.code === 'ECONNREFUSED' ? 'refused' : 'error', detail: e.code ?? e.message }))
-    sock.bind({ address: bind, port: 0 }, () => sock.connect(port, host, () => sock.send(payload)))
+    // UDP has no retransmission: like a DNS resolver, send again until an answer
+    // or the timeout, so one datagram lost on a busy host is not read as a denial
+    // (a denied flow stays unanswered however often it is sent).
+    const send = () => !settled && sock.send(payload)
+    sock.bind({ address: bind, port: 0 }, () =>
+      sock.connect(port, host, () => {
+        send()
+        resend = setInterval(send, UDP_RESEND_MS)
+      }),
+    )
   })
 }
 
