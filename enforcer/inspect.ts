@@ -1,7 +1,7 @@
 // `wren-enforcer show POD|IFACE`: the operator's view of one workload. Prints,
 // straight from the kernel, the dispatch rules naming its interface, its
-// egress (fw) and ingress (tw) chains, every policy chain they jump to and the
-// sets those match, with packet counters, so that "why did this packet live
+// egress (fw) and ingress (tw) chains with their port-group rules, any chain they
+// jump to and the sets those match, with packet counters, so that "why did this packet live
 // or die" can be answered by reading one screen. Read-only.
 import { listRecords, type WorkloadRecord } from '../shared/record.ts'
 import { execOk, type Exec } from '../shared/exec.ts'

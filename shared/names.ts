@@ -60,16 +60,16 @@ export function policyChain(kind: PolicyChainKind, namespace: string, name: stri
   return prefix + hashParts([kind, namespace, name], CHAIN_MAX - prefix.length)
 }
 
-/** `list`: a list:set whose members are other sets of the same family (any of them matching). */
-export type SetKind = 'ip' | 'net' | 'ipport' | 'list'
+/** `union`: the peers of one workload's port group, merged into one hash:net. */
+export type SetKind = 'ip' | 'net' | 'ipport' | 'union'
 
 /**
  * Set names are hashes of their content key (e.g. the canonical selector pair),
- * with the family in the name: `wren4i-…`, `wren6n-…`, `wren4l-…`. A `-tmp` style swap name
+ * with the family in the name: `wren4i-…`, `wren6n-…`, `wren4u-…`. A `-tmp` style swap name
  * is derived with `tempSetName`.
  */
 export function setName(kind: SetKind, family: 4 | 6, key: string): string {
-  const tag = kind === 'ip' ? 'i' : kind === 'net' ? 'n' : kind === 'list' ? 'l' : 'p'
+  const tag = kind === 'ip' ? 'i' : kind === 'net' ? 'n' : kind === 'union' ? 'u' : 'p'
   const prefix = `${OWNER_PREFIX}${family}${tag}-`
   // leave room for the temp-swap suffix "~" so tempSetName stays within SET_MAX
   return prefix + hashParts([kind, String(family), key], SET_MAX - 1 - prefix.length)

@@ -1,11 +1,11 @@
 // The chain layout and set contents the compiler emits: fixed chains, per
-// workload chains, per policy chains, which sets exist and what they hold,
+// workload chains and their port groups, which sets exist and what they hold,
 // and which workloads get chains at all.
 import t from 'tap'
 import { compile } from '../enforcer/compile/index.ts'
 import type { Chain, DesiredState, FamilyState } from '../enforcer/dataplane/types.ts'
 import { DEFAULT_ENFORCER_CONFIG } from '../enforcer/model.ts'
-import { policyChain, setName } from '../shared/names.ts'
+import { setName } from '../shared/names.ts'
 import { flow, ns, pod, policy, snapshot, verdict, workload } from './lib/compile-sim.ts'
 
 const cfg = DEFAULT_ENFORCER_CONFIG
@@ -46,68 +46,93 @@ t.test('hooks and fixed chains', async (t) => {
   t.same(s.v4.chains.map((c) => c.name), s.v6.chains.map((c) => c.name), 'both families have the same chains')
 })
 
-t.test('workload chains: conntrack, one jump per policy, then DROP or allow', async (t) => {
+t.test('workload chains: conntrack, one rule per port group, then DROP or allow', async (t) => {
   const other = policy('a', 'aaa-first', { podSelector: {}, ingress: [{}] })
   const s = base({ policies: [allowCli, other] })
-  const pi = (n: string) => policyChain('pi', 'a', n)
+  const peers = setName('ip', 4, JSON.stringify(['pods', 'a', null, JSON.stringify([['app', 'In', ['cli']]])]))
   t.same(lines(chain(s.v4, 'wren-tw-wrenweb')), [
     '-m conntrack --ctstate RELATED,ESTABLISHED => -j ACCEPT',
     '-m conntrack --ctstate INVALID => -j DROP',
-    `=> -j ${pi('aaa-first')}`,
-    `=> -j ${pi('allow-cli')}`,
+    '=> -j ACCEPT',
+    `-p tcp -m tcp --dport 80 -m set --match-set ${peers} src => -j ACCEPT`,
     '=> -j DROP',
-  ], 'policies in name order (each ACCEPTs what it allows), isolated → DROP')
+  ], 'port groups sorted by match (each ACCEPTs what it allows), isolated → DROP')
+  t.same(chain(s.v4, 'wren-tw-wrenweb')!.rules.slice(2).map((r) => r.comment), [
+    'ingress all allowed by a/aaa-first rule 0',
+    'ingress tcp:80 allowed by a/allow-cli rule 0',
+    'workload a/web no policy allowed ingress: isolated by a/aaa-first, a/allow-cli',
+  ], 'comments name the policies and rules behind each verdict')
   t.same(lines(chain(s.v4, 'wren-fw-wrenweb')).slice(2), ['=> -j MARK --set-xmark 0x0/0x10000', '=> -j MARK --set-xmark 0x10000/0x10000'], 'not isolated for egress → accept mark')
-  t.equal(chain(s.v4, 'wren-tw-wrenweb')!.rules.at(-1)!.comment, 'workload a/web no policy allowed ingress')
+  t.notOk(s.v4.chains.some((c) => /^wren-p[io]-/.test(c.name)), 'no chain per policy')
   const egress = policy('a', 'eg', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Egress'], egress: [{}] })
   const e = base({ policies: [egress] })
   t.same(lines(chain(e.v4, 'wren-fw-wrenweb')), [
     '-m conntrack --ctstate RELATED,ESTABLISHED => -j ACCEPT',
     '-m conntrack --ctstate INVALID => -j DROP',
     '=> -j MARK --set-xmark 0x0/0x10000',
-    `=> -j ${policyChain('po', 'a', 'eg')}`,
+    '=> -j MARK --set-xmark 0x10000/0x10000',
     '-m mark --mark 0x10000/0x10000 => -j RETURN',
     '=> -j DROP',
   ], 'egress keeps the accept mark: the receiver still judges ingress')
   t.same(lines(chain(e.v4, 'wren-tw-wrenweb')).slice(2), ['=> -j ACCEPT'], 'not isolated for ingress → ACCEPT')
+  const denied = base({ policies: [policy('a', 'deny', { podSelector: {}, ingress: [] })] })
+  t.same(lines(chain(denied.v4, 'wren-tw-wrenweb')).slice(2), ['=> -j DROP'], 'a policy allowing nothing: isolated, no group')
 })
 
-t.test('policy chain: ingress ACCEPTs, egress marks; one rule per port group, peers merged in one list:set', async (t) => {
+t.test('port groups: the peers of every rule on one port match merge into one set', async (t) => {
   const s = base()
-  const peers = setName('ip', 4, JSON.stringify(['pods', 'a', null, JSON.stringify([['app', 'In', ['cli']]])]))
-  t.same(lines(chain(s.v4, policyChain('pi', 'a', 'allow-cli'))), [`-m set --match-set ${peers} src -p tcp -m tcp --dport 80 => -j ACCEPT`], 'one peer: its own set')
-  t.equal(chain(s.v4, policyChain('pi', 'a', 'allow-cli'))!.rules[0].comment, 'policy a/allow-cli ingress rule 0 peers 0 ports tcp:80')
-  t.notOk(chain(s.v4, policyChain('po', 'a', 'allow-cli')), 'no egress chain for an ingress-only policy')
+  const podsKey = JSON.stringify(['pods', 'a', null, JSON.stringify([['app', 'In', ['cli']]])])
+  const peers = setName('ip', 4, podsKey)
+  t.same(lines(chain(s.v4, 'wren-tw-wrenweb')).slice(2, 3), [`-p tcp -m tcp --dport 80 -m set --match-set ${peers} src => -j ACCEPT`], 'one peer: its own set')
 
   const from = [{ podSelector: { matchLabels: { app: 'cli' } } }, { ipBlock: { cidr: '10.1.0.0/16', except: ['10.1.0.0/24'] } }, { ipBlock: { cidr: 'fd00::/8' } }]
   const multi = policy('a', 'multi', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Ingress', 'Egress'], ingress: [{ from, ports: [{ port: 80 }, { port: 443 }] }], egress: [{ to: from }] })
-  const m = base({ policies: [multi] })
-  const net = setName('net', 4, JSON.stringify(['net', '10.1.0.0/16', ['10.1.0.0/24']]))
-  const members = [peers, net].sort()
-  const list = setName('list', 4, JSON.stringify(members))
-  t.same(lines(chain(m.v4, policyChain('pi', 'a', 'multi'))), [
-    `-m set --match-set ${list} src -p tcp -m tcp --dport 80 => -j ACCEPT`,
-    `-m set --match-set ${list} src -p tcp -m tcp --dport 443 => -j ACCEPT`,
-  ], 'several peers: one list:set, one rule per port')
-  t.equal(chain(m.v4, policyChain('pi', 'a', 'multi'))!.rules[0].comment, 'policy a/multi ingress rule 0 peers 0,1 ports tcp:80', 'the IPv6 block is not an IPv4 peer')
-  t.same(m.v4.sets.find((x) => x.name === list), { name: list, type: 'list:set', family: 4, members, comment: `any of ${members.join(' ')}` })
-  t.same(lines(chain(m.v4, policyChain('po', 'a', 'multi'))), [
-    `-m set --match-set ${list} dst => -j MARK --set-xmark 0x10000/0x10000`,
+  const m = base({ policies: [multi, allowCli] })
+  const netKey = JSON.stringify(['net', '10.1.0.0/16', ['10.1.0.0/24']])
+  const union = setName('union', 4, JSON.stringify([netKey, podsKey].sort()))
+  t.same(lines(chain(m.v4, 'wren-tw-wrenweb')).slice(2, 4), [
+    `-p tcp -m tcp --dport 443 -m set --match-set ${union} src => -j ACCEPT`,
+    `-p tcp -m tcp --dport 80 -m set --match-set ${union} src => -j ACCEPT`,
+  ], 'several peers: one union set; port 80 of two policies: one rule')
+  t.equal(chain(m.v4, 'wren-tw-wrenweb')!.rules[3].comment, 'ingress tcp:80 allowed by a/allow-cli rule 0, a/multi rule 0')
+  const u = m.v4.sets.find((x) => x.name === union)!
+  t.same([u.type, u.members], [
+    'hash:net',
+    ['10.0.0.2', '10.1.1.0/24', '10.1.128.0/17', '10.1.16.0/20', '10.1.2.0/23', '10.1.32.0/19', '10.1.4.0/22', '10.1.64.0/18', '10.1.8.0/21'],
+  ], 'the except carved out as positive entries, beside the pod')
+  t.same(lines(chain(m.v4, 'wren-fw-wrenweb')).slice(3), [
+    `-m set --match-set ${union} dst => -j MARK --set-xmark 0x10000/0x10000`,
     '-m mark --mark 0x10000/0x10000 => -j RETURN',
-  ], 'egress: the same list:set against the destination, then the mark')
-  const v6peers = setName('ip', 6, JSON.stringify(['pods', 'a', null, JSON.stringify([['app', 'In', ['cli']]])]))
-  const v6list = setName('list', 6, JSON.stringify([v6peers, setName('net', 6, JSON.stringify(['net', 'fd00::/8', []]))].sort()))
-  t.match(lines(chain(m.v6, policyChain('pi', 'a', 'multi')))[0], `--match-set ${v6list} src`, 'IPv6 lists IPv6 sets only')
+    '=> -j DROP',
+  ], 'egress: the same union against the destination, then the mark')
+  const v6union = setName('union', 6, JSON.stringify([podsKey, JSON.stringify(['net', 'fd00::/8', []])].sort()))
+  t.match(lines(chain(m.v6, 'wren-tw-wrenweb'))[2], `--match-set ${v6union} src`, 'IPv6 unites IPv6 peers only')
+  const web4 = { ip: '10.0.0.1', iface: 'wrenweb' }
+  t.equal(flow(m, { ip: '10.1.1.5' }, web4, 80), 'ACCEPT', 'inside the block')
+  t.equal(flow(m, { ip: '10.1.0.2', iface: 'wrenfar' }, web4, 80), 'DROP', 'inside the except (a pod of another namespace)')
+  t.equal(flow(m, { ip: '10.0.0.2', iface: 'wrencli' }, web4, 443), 'ACCEPT', 'the pod peer')
 })
 
-t.test('policy chains exist only when they select a local workload', async (t) => {
-  const remoteOnly = policy('b', 'far-only', { podSelector: {}, ingress: [] })
+t.test('overlapping ipBlocks with excepts unite exactly', async (t) => {
+  // one block's except is partly allowed by another: a set of nomatch entries would answer by
+  // its most specific entry (10.1.0.0/16 nomatch) and wrongly refuse 10.1.3.5
+  const p = policy('a', 'blocks', {
+    podSelector: { matchLabels: { app: 'web' } },
+    ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } }] }, { from: [{ ipBlock: { cidr: '10.0.0.0/12', except: ['10.1.2.0/24'] } }] }],
+  })
+  const s = base({ policies: [p] })
+  const web4 = { ip: '10.0.0.1', iface: 'wrenweb' }
+  for (const [ip, want] of [['10.1.3.5', 'ACCEPT'], ['10.1.2.5', 'DROP'], ['10.200.0.1', 'ACCEPT'], ['10.16.1.1', 'ACCEPT'], ['11.0.0.1', 'DROP']] as const) {
+    t.equal(flow(s, { ip }, web4, 80), want, `${ip} ${want}`)
+  }
+})
+
+t.test('no chain or set for a policy that selects no local workload', async (t) => {
+  const remoteOnly = policy('b', 'far-only', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { x: 'y' } } }] }] })
   const s = base({ policies: [allowCli, remoteOnly] })
-  t.notOk(chain(s.v4, policyChain('pi', 'b', 'far-only')))
-  t.ok(chain(s.v4, policyChain('pi', 'a', 'allow-cli')))
+  t.equal(s.v4.sets.length, 1, 'only the local policy\'s peer set')
   const none = base({ workloads: [workload('wrencli', 'a', 'cli')] })
-  t.notOk(chain(none.v4, policyChain('pi', 'a', 'allow-cli')), 'web not local: no chain')
-  t.same(none.v4.sets, [], 'and no sets')
+  t.same(none.v4.sets, [], 'web not local: no sets')
 })
 
 t.test('peer sets hold every matching pod in the cluster, per family', async (t) => {
@@ -119,9 +144,10 @@ t.test('peer sets hold every matching pod in the cluster, per family', async (t)
 })
 
 t.test('equivalent selectors share one set', async (t) => {
-  const a = policy('a', 'p1', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'cli' } } }] }] })
-  const b = policy('a', 'p2', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['cli', 'cli'] }] } }] }] })
-  const c = policy('a', 'p3', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { x: 'y' } } }] }] })
+  // different ports keep the peers in groups of their own, each a set of one peer
+  const a = policy('a', 'p1', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'cli' } } }], ports: [{ port: 80 }] }] })
+  const b = policy('a', 'p2', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['cli', 'cli'] }] } }], ports: [{ port: 81 }] }] })
+  const c = policy('a', 'p3', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { x: 'y' } } }], ports: [{ port: 82 }] }] })
   const s = base({ policies: [a, b, c] })
   t.equal(s.v4.sets.length, 2)
 })
@@ -144,11 +170,11 @@ t.test('named port sets: ingress on subject pods, egress on any pod', async (t) 
   const s = base({ policies: [ing] })
   t.same(s.v4.sets.map((x) => [x.type, ...x.members]), [['hash:ip,port', '10.0.0.1,tcp:8080']])
   t.same(s.v6.sets.map((x) => [x.type, ...x.members]), [['hash:ip,port', 'fd00::1,tcp:8080']])
-  t.match(lines(chain(s.v4, policyChain('pi', 'a', 'i')))[0], /^-m set --match-set wren4p-\w+ dst,dst => /)
+  t.match(lines(chain(s.v4, 'wren-tw-wrenweb'))[2], /^-m set --match-set wren4p-\w+ dst,dst => -j ACCEPT$/)
   const eg = policy('a', 'e', { podSelector: { matchLabels: { app: 'cli' } }, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8' } }], ports: [{ port: 'http' }] }] })
   const s2 = base({ policies: [eg] })
-  const rule = lines(chain(s2.v4, policyChain('po', 'a', 'e')))[0]
-  t.match(rule, /^-m set --match-set wren4n-\w+ dst -m set --match-set wren4p-\w+ dst,dst => /, 'peer AND named port')
+  const rule = lines(chain(s2.v4, 'wren-fw-wrencli'))[3]
+  t.match(rule, /^-m set --match-set wren4p-\w+ dst,dst -m set --match-set wren4n-\w+ dst => /, 'named port AND peer')
   t.equal(flow(s2, { ip: '10.0.0.2', iface: 'wrencli' }, { ip: '10.0.0.1', iface: 'wrenweb' }, 8080), 'ACCEPT')
 })
 

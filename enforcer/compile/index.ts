@@ -22,7 +22,8 @@ import { namespaceOf, type Cluster } from './cluster.ts'
 import { IdentityMemo } from './identity.ts'
 import { comment, markBits } from './match.ts'
 import { MemberCache } from './members.ts'
-import { analysePolicy, compilePolicyChain, conflictPlan, DIRECTIONS, policyChainName, selects, type Direction, type PolicyPlan } from './policy.ts'
+import { portGroups } from './allow.ts'
+import { analysePolicy, conflictPlan, DIRECTIONS, selects, type PolicyPlan } from './policy.ts'
 import { SetRegistry, type SetRequest, type SetUser } from './sets.ts'
 import { compareText } from './selector.ts'
 import { compileWorkloadChain, resolveWorkloads, type Subject } from './workload.ts'
@@ -70,9 +71,9 @@ interface Analysis {
   problems: Problem[]
 }
 
-/** A policy chain and the sets building it asked for, registered again when the chain is reused. */
-interface CompiledPolicyChain {
-  chain: Chain
+/** Chains and the sets building them asked for, registered again when the chains are reused. */
+interface Compiled {
+  chains: Chain[]
   uses: SetRequest[]
 }
 
@@ -105,25 +106,26 @@ function frozen(chain: Chain): Chain {
  * The compiler with memory: compile(snapshot) returns exactly what the pure
  * compile() returns for the same snapshot (tests hold it to that after every
  * kind of change), but reuses what an earlier call already worked out:
- * - a policy's analysis and chains, while its content is unchanged (they depend
- *   on the policy alone, never on the cluster);
+ * - a policy's analysis, while its content is unchanged (it depends on the
+ *   policy alone, never on the cluster);
  * - set members, while no pod the set's selector matches (before or after)
  *   changed (members.ts explains why that is enough);
- * - workload and fixed chains, while their inputs are unchanged, so the writer
- *   sees the same objects and skips rendering them.
+ * - workload and fixed chains, while their inputs (pod, policy plans by
+ *   identity) are unchanged, so the writer sees the same objects and skips
+ *   rendering them.
  * Every cache keeps only what the last compile used.
  */
 export class Compiler {
   private readonly clusters = new ClusterBuilder()
   private readonly members = new MemberCache()
   private analyses = new Map<string, Analysis>()
-  private policyChains = new WeakMap<PolicyPlan, Map<string, CompiledPolicyChain>>()
-  private chains = new Map<string, Chain[]>()
-  private usedChains = new Map<string, Chain[]>()
+  private chains = new Map<string, Compiled>()
+  private usedChains = new Map<string, Compiled>()
   /** Content keys of deep-frozen policy objects. */
   private policyKeys = new IdentityMemo<NetworkPolicy, string>()
-  /** Chain names per plan (a hash each: worth keeping, plans live as long as their policy's content). */
-  private chainNames = new WeakMap<PolicyPlan, Partial<Record<Direction, string>>>()
+  /** A number per plan object, for reuse keys: plans live as long as their policy's content. */
+  private planIds = new WeakMap<PolicyPlan, number>()
+  private nextPlanId = 0
   /** The last policy list, when deep-frozen, and what it analysed to. */
   private lastPolicies?: { list: NetworkPolicy[]; plans: PolicyPlan[]; problems: Problem[] }
   /** Per family, the last selections and the chains and set requests they gave. */
@@ -208,32 +210,22 @@ export class Compiler {
     return plans
   }
 
-  private chainName(plan: PolicyPlan, dir: Direction): string {
-    let names = this.chainNames.get(plan)
-    if (!names) this.chainNames.set(plan, (names = {}))
-    return (names[dir] ??= policyChainName(plan, dir))
+  private planId(plan: PolicyPlan): number {
+    let id = this.planIds.get(plan)
+    if (id === undefined) this.planIds.set(plan, (id = this.nextPlanId++))
+    return id
   }
 
-  private policyChain(plan: PolicyPlan, dir: Direction, sets: SetRegistry): Chain {
-    let byKind = this.policyChains.get(plan)
-    if (!byKind) this.policyChains.set(plan, (byKind = new Map()))
-    const kind = `${dir} ${sets.family}`
-    let c = byKind.get(kind)
-    if (!c) {
+  /** Chains built by `build` from exactly the inputs in `key`, reused while the key is unchanged; their sets registered in `sets`. */
+  private reuse(key: string, sets: SetRegistry, build: (sets: SetUser) => Chain[]): Compiled {
+    let c = this.usedChains.get(key) ?? this.chains.get(key)
+    if (c) for (const r of c.uses) sets.add(r)
+    else {
       const recorder = new RecordingSets(sets)
-      c = { chain: frozen(compilePolicyChain(plan, dir, recorder, this.config.acceptMark)), uses: recorder.uses }
-      byKind.set(kind, c)
-    } else {
-      for (const r of c.uses) sets.add(r)
+      c = { chains: build(recorder).map(frozen), uses: recorder.uses }
     }
-    return c.chain
-  }
-
-  /** Chains built by `build` from exactly the inputs in `key`, reused while the key is unchanged. */
-  private reuse(key: string, build: () => Chain[]): Chain[] {
-    const chains = this.usedChains.get(key) ?? this.chains.get(key) ?? build().map(frozen)
-    this.usedChains.set(key, chains)
-    return chains
+    this.usedChains.set(key, c)
+    return c
   }
 
   private familyState(family: Family, cluster: Cluster, selections: Selection[]): FamilyState {
@@ -249,20 +241,18 @@ export class Compiler {
   private familyChains(family: Family, selections: Selection[]): FamilyChains {
     const { config } = this
     const sets = new SetRegistry(family)
-    const reused: [string, Chain[]][] = []
-    const reuse = (key: string, build: () => Chain[]) => {
-      const c = this.reuse(key, build)
+    const reused: [string, Compiled][] = []
+    const reuse = (key: string, build: (sets: SetUser) => Chain[]) => {
+      const c = this.reuse(key, sets, build)
       reused.push([key, c])
-      return c
+      return c.chains
     }
-    // A policy chain exists only if some local workload jumps to it.
-    const used = new Map<string, { plan: PolicyPlan; dir: Direction }>()
-    for (const s of selections) for (const dir of DIRECTIONS) for (const plan of s[dir]) used.set(this.chainName(plan, dir), { plan, dir })
-    const chains: Chain[] = [...used.values()].map(({ plan, dir }) => this.policyChain(plan, dir, sets))
+    const chains: Chain[] = []
     for (const s of selections) {
       for (const dir of DIRECTIONS) {
-        const key = JSON.stringify(['workload', s.subject.iface, s.subject.pod?.namespace ?? null, s.subject.pod?.name ?? null, dir, s[dir].map((p) => [p.namespace, p.name])])
-        chains.push(...reuse(key, () => [compileWorkloadChain(s.subject, dir, s[dir], config.acceptMark)]))
+        const plans = s[dir]
+        const key = JSON.stringify(['workload', family, s.subject.iface, s.subject.pod?.namespace ?? null, s.subject.pod?.name ?? null, dir, plans.map((p) => this.planId(p))])
+        chains.push(...reuse(key, (sets) => [compileWorkloadChain(s.subject, dir, plans, portGroups(plans, dir, sets), config.acceptMark)]))
       }
     }
     const ifaces = selections.map((s) => s.subject.iface)
@@ -280,7 +270,7 @@ interface FamilyChains {
   /** The sets the chains name, sorted by name. */
   requests: SetRequest[]
   /** The workload and fixed chains by reuse key, kept as used when the chains are reused whole. */
-  reused: [string, Chain[]][]
+  reused: [string, Compiled][]
 }
 
 /** Same interfaces, pods and policy plans (by identity), in the same order: the same chains. */

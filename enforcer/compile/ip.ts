@@ -155,3 +155,42 @@ export function storableNets(c: Cidr): Cidr[] {
     { family: c.family, bytes: high, prefix: 1 },
   ]
 }
+
+/** `inner` lies within `outer` (same family, at least as long a prefix). */
+function within(inner: Cidr, outer: Cidr): boolean {
+  if (outer.family !== inner.family || inner.prefix < outer.prefix) return false
+  const masked = maskBytes(inner.bytes, outer.prefix)
+  return masked.every((b, i) => b === outer.bytes[i])
+}
+
+/** The two halves of a CIDR, one bit longer. */
+function halves(c: Cidr): [Cidr, Cidr] {
+  const high = Uint8Array.from(c.bytes)
+  high[c.prefix >> 3] |= 0x80 >> (c.prefix & 7)
+  return [
+    { family: c.family, bytes: c.bytes, prefix: c.prefix + 1 },
+    { family: c.family, bytes: high, prefix: c.prefix + 1 },
+  ]
+}
+
+/**
+ * The addresses of `c` outside every hole, as disjoint CIDRs (storable: no /0).
+ * An ipBlock with `except` becomes plain positive entries this way, so it can
+ * share a set with other peers: a set mixing positive and `nomatch` entries
+ * answers by its most specific entry, which is not the union of the peers.
+ */
+export function subtractNets(c: Cidr, holes: Cidr[]): Cidr[] {
+  const out: Cidr[] = []
+  const walk = (n: Cidr): void => {
+    const touching = holes.filter((h) => within(h, n) || within(n, h))
+    if (touching.length === 0) out.push(...storableNets(n))
+    else if (!touching.some((h) => within(n, h))) for (const half of halves(n)) walk(half)
+  }
+  walk(c)
+  return out
+}
+
+/** A CIDR as ipset prints a hash:net member: a whole-address prefix as the bare address. */
+export function formatNet(c: Cidr): string {
+  return c.prefix === (c.family === 4 ? 32 : 128) ? formatAddr(c) : formatCidr(c)
+}

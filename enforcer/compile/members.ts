@@ -11,7 +11,7 @@
 import type { Family } from '../dataplane/types.ts'
 import { candidates, type Cluster, type PodInfo } from './cluster.ts'
 import type { Proto } from './match.ts'
-import { netMembers, type NetPeer, type PodsPeer } from './peers.ts'
+import { netMembers, netPositives, type NetPeer, type PodsPeer } from './peers.ts'
 import { canonicalList, type SetRequest } from './sets.ts'
 import { matches, type Selector } from './selector.ts'
 
@@ -20,22 +20,25 @@ export type MemberSource =
   | { kind: 'net'; peer: NetPeer }
   /** ip,port entries of a named container port; `on`: only the subject pods of an ingress policy, null: any pod. */
   | { kind: 'named'; proto: Proto; name: string; on: { namespace: string; subject: Selector } | null }
-  /** A list:set: its members are these sets of the same family, fixed by what the rule names. */
-  | { kind: 'list'; sets: string[] }
+  /** Every address any of the parts holds: the peers of one workload's port group, as positive entries. */
+  | { kind: 'union'; parts: PeerSource[] }
+
+type PeerSource = Extract<MemberSource, { kind: 'pods' | 'net' }>
 
 function hasNamedPort(pod: PodInfo, proto: Proto, name: string): boolean {
   return pod.namedPorts.some((np) => np.name === name && np.proto === proto)
 }
 
-type PodSource = Exclude<MemberSource, { kind: 'net' } | { kind: 'list' }>
+type PodSource = Exclude<MemberSource, { kind: 'net' } | { kind: 'union' }>
 
 /** Whether `pod` is selected by the source (it contributes members or would if it had addresses). */
 export function involves(source: MemberSource, pod: PodInfo): boolean {
   if (!pod.peerEligible) return false
   switch (source.kind) {
     case 'net':
-    case 'list':
       return false
+    case 'union':
+      return source.parts.some((p) => involves(p, pod))
     case 'pods': {
       const { peer } = source
       if (peer.namespace !== null ? pod.namespace !== peer.namespace : !matches(peer.nsSel!, pod.nsLabels)) return false
@@ -96,10 +99,11 @@ function contribution(source: PodSource, pod: PodInfo): readonly unknown[] {
 
 /** Whether the change can alter the members of a set of `source`. */
 function affects(source: MemberSource, change: PodChange): boolean {
+  if (source.kind === 'union') return source.parts.some((p) => affects(p, change))
   const was = change.before !== undefined && involves(source, change.before)
   const is = change.after !== undefined && involves(source, change.after)
   if (was !== is) return true
-  if (!is || source.kind === 'net' || source.kind === 'list') return false
+  if (!is || source.kind === 'net') return false
   const a = contribution(source, change.before!)
   const b = contribution(source, change.after!)
   return a.length !== b.length || a.some((x, i) => x !== b[i])
@@ -134,10 +138,8 @@ export class MemberCache {
       if (source.kind === 'net') {
         const net = Object.freeze(canonicalList(netMembers(source.peer))) as string[]
         e = { source, members: source.peer.cidr.family === 4 ? { 4: net, 6: [] } : { 4: [], 6: net } }
-      } else if (source.kind === 'list') {
-        // The names carry the family, so one key is only ever asked for in one family.
-        const names = Object.freeze(canonicalList(source.sets)) as string[]
-        e = { source, members: { 4: names, 6: names } }
+      } else if (source.kind === 'union') {
+        e = { source, members: { 4: unionMembers(source.parts, 4, cluster), 6: unionMembers(source.parts, 6, cluster) } }
       } else {
         const pods = selectedPods(source, cluster)
         e = { source, members: { 4: podMembers(source, pods, 4), 6: podMembers(source, pods, 6) } }
@@ -152,4 +154,14 @@ export class MemberCache {
     for (const key of this.entries.keys()) if (!this.used.has(key)) this.entries.delete(key)
     this.used.clear()
   }
+}
+
+/** A union's members in one family: pod addresses and ipBlocks without holes (see netPositives). */
+function unionMembers(parts: PeerSource[], family: Family, cluster: Cluster): string[] {
+  const out: string[] = []
+  for (const p of parts) {
+    if (p.kind === 'pods') out.push(...podMembers(p, selectedPods(p, cluster), family))
+    else if (p.peer.cidr.family === family) out.push(...netPositives(p.peer))
+  }
+  return Object.freeze(canonicalList(out)) as string[]
 }

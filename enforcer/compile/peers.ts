@@ -1,7 +1,7 @@
-// NetworkPolicyPeer: validation into peer specs, and per-family set matches.
-import { formatCidr, parseCidr, storableNets, strictlyContains, type Cidr } from './ip.ts'
-import { inSet } from './match.ts'
-import type { SetUser } from './sets.ts'
+// NetworkPolicyPeer: validation into peer specs, and the set each peer's addresses fill.
+import type { Family } from '../dataplane/types.ts'
+import { formatCidr, formatNet, parseCidr, storableNets, strictlyContains, subtractNets, type Cidr } from './ip.ts'
+import type { MemberSource } from './members.ts'
 import { describeSelector, parseSelector, selectorKey, compareText, type Selector } from './selector.ts'
 
 /** Pods chosen by label: `namespace` set = only that namespace; else namespaces matching `nsSel`. */
@@ -86,47 +86,29 @@ export function netMembers(spec: NetPeer): string[] {
   return out
 }
 
-function podsSet(spec: PodsPeer, sets: SetUser): string {
-  const key = JSON.stringify(['pods', spec.namespace, spec.nsSel ? selectorKey(spec.nsSel) : null, selectorKey(spec.podSel)])
-  const where = spec.namespace !== null ? `in ${spec.namespace}` : `in namespaces ${describeSelector(spec.nsSel!)}`
-  return sets.use('ip', key, 'hash:ip', `pods ${describeSelector(spec.podSel)} ${where}`, { kind: 'pods', peer: spec })
+/** One peer's own set in one family: its name key, type and what fills it. */
+export interface PeerPart {
+  kind: 'ip' | 'net'
+  key: string
+  type: 'hash:ip' | 'hash:net'
+  description: string
+  source: Extract<MemberSource, { kind: 'pods' | 'net' }>
 }
 
-/**
- * The set holding one peer's addresses in one family. null when the peer holds
- * no address of the family (an IPv4 ipBlock in the IPv6 chains), so it is left
- * out there.
- */
-export function peerSet(spec: PeerSpec, sets: SetUser): string | null {
-  if (spec.kind === 'pods') return podsSet(spec, sets)
-  if (spec.cidr.family !== sets.family) return null
+/** null when the peer holds no address of the family (an IPv4 ipBlock in the IPv6 chains). */
+export function peerPart(spec: PeerSpec, family: Family): PeerPart | null {
+  if (spec.kind === 'pods') {
+    const key = JSON.stringify(['pods', spec.namespace, spec.nsSel ? selectorKey(spec.nsSel) : null, selectorKey(spec.podSel)])
+    const where = spec.namespace !== null ? `in ${spec.namespace}` : `in namespaces ${describeSelector(spec.nsSel!)}`
+    return { kind: 'ip', key, type: 'hash:ip', description: `pods ${describeSelector(spec.podSel)} ${where}`, source: { kind: 'pods', peer: spec } }
+  }
+  if (spec.cidr.family !== family) return null
   const key = JSON.stringify(['net', formatCidr(spec.cidr), spec.except.map(formatCidr)])
   const text = `ipBlock ${formatCidr(spec.cidr)}${spec.except.length ? ' except ' + spec.except.map(formatCidr).join(',') : ''}`
-  return sets.use('net', key, 'hash:net', text, { kind: 'net', peer: spec })
+  return { kind: 'net', key, type: 'hash:net', description: text, source: { kind: 'net', peer: spec } }
 }
 
-/**
- * The match for a rule's peers ("matches at least one item in the from/to
- * list") in one family, against the packet's source (ingress) or destination
- * (egress): the peer's own set when there is one, else one list:set holding
- * every peer's set, so the rule costs one lookup however many peers it names.
- * A list:set asks each member set in turn and moves on when one says no,
- * including when an ipBlock's most specific entry is an `except` (nomatch).
- * null when no peer holds an address of the family.
- */
-export function peersMatch(peers: PeerSpec[], field: 'src' | 'dst', sets: SetUser): { tokens: string[]; label: string } | null {
-  const names: string[] = []
-  const used: number[] = []
-  peers.forEach((spec, j) => {
-    const name = peerSet(spec, sets)
-    if (name === null) return
-    used.push(j)
-    if (!names.includes(name)) names.push(name)
-  })
-  if (names.length === 0) return null
-  const label = used.join(',')
-  if (names.length === 1) return { tokens: inSet(names[0], field), label }
-  const members = [...names].sort(compareText)
-  const list = sets.use('list', JSON.stringify(members), 'list:set', `any of ${members.join(' ')}`, { kind: 'list', sets: members })
-  return { tokens: inSet(list, field), label }
+/** The addresses an ipBlock allows, as positive entries only (for a union with other peers). */
+export function netPositives(spec: NetPeer): string[] {
+  return subtractNets(spec.cidr, spec.except).map(formatNet)
 }

@@ -1,18 +1,15 @@
-// One NetworkPolicy → a plan (who it selects, what each direction allows),
-// and a plan → the wren-pi-/wren-po- chain for one family.
+// One NetworkPolicy → a plan: who it selects, and what each direction allows
+// (allow.ts turns the plans selecting a workload into its rules).
 //
 // Failure granularity: a field wren cannot honour anywhere in a direction's
 // rules invalidates that whole direction of the policy. The policy still
 // isolates the pods it selects in that direction, but contributes no allow
 // rule to it (fail closed: a half-understood rule could only ever widen).
-import type { Chain, Problem, Rule } from '../dataplane/types.ts'
 import type { NetworkPolicy } from '../model.ts'
-import { policyChain } from '../../shared/names.ts'
 import { namespaceOf } from './cluster.ts'
-import { ACCEPT, markIsSet, RETURN, rule, setMark } from './match.ts'
-import { parsePeers, peersMatch, type PeerSpec } from './peers.ts'
-import { parsePorts, portMatches, type NamedPortScope, type PortSpec } from './ports.ts'
-import type { SetUser } from './sets.ts'
+import type { Problem } from '../dataplane/types.ts'
+import { parsePeers, type PeerSpec } from './peers.ts'
+import { parsePorts, type PortSpec } from './ports.ts'
 import { matches, parseSelector, type Labels, type Selector } from './selector.ts'
 
 export type Direction = 'ingress' | 'egress'
@@ -116,46 +113,4 @@ export function conflictPlan(namespace: string, name: string): PolicyPlan {
 /** Whether the policy applies to a pod: same namespace, and its podSelector matches the pod's labels. */
 export function selects(plan: PolicyPlan, namespace: string, labels: Labels): boolean {
   return plan.namespace === namespace && (plan.subject === null || matches(plan.subject, labels))
-}
-
-export function policyChainName(plan: PolicyPlan, dir: Direction): string {
-  return policyChain(dir === 'ingress' ? 'pi' : 'po', plan.namespace, plan.name)
-}
-
-/**
- * The policy's chain for one direction and family: per rule, one rule per port
- * group, its peers merged into one set match (peers.ts). It depends on the
- * policy alone, never on the cluster: sets are named by what they select, their
- * members come later.
- *
- * Verdicts: an ingress allow is final, `-j ACCEPT`: the receiver's ingress is
- * the last judge on the FORWARD path (the sender's egress chain ran before it
- * and DROPs what it denies), and the tw chains are reached from FORWARD only.
- * An egress allow sets the accept mark and returns: the packet may still face
- * the receiver's ingress, or wren-INPUT reads the mark for pod → host traffic.
- *
- * A direction wren cannot honour gets a lone RETURN, so the chain still exists
- * (the workload chains jump to it) but allows nothing.
- */
-export function compilePolicyChain(plan: PolicyPlan, dir: Direction, sets: SetUser, mark: number): Chain {
-  const name = policyChainName(plan, dir)
-  const d = plan[dir]
-  const origin = `policy ${policyId(plan)} ${dir}`
-  if (!d || !d.ok) return { name, table: 'filter', rules: [rule([], RETURN, `${origin} not honoured, allows nothing`)] }
-  const field = dir === 'ingress' ? 'src' : 'dst'
-  // A valid direction implies a valid subject selector (analysePolicy checks it first).
-  const scope: NamedPortScope = dir === 'ingress' ? { direction: dir, namespace: plan.namespace, subject: plan.subject! } : { direction: dir }
-  const rules: Rule[] = []
-  for (let i = 0; i < d.rules.length; i++) {
-    const r = d.rules[i]
-    const peer = r.peers === null ? { tokens: [] as string[], label: 'all' } : peersMatch(r.peers, field, sets)
-    if (!peer) continue
-    for (const port of portMatches(r.ports, scope, sets)) {
-      const text = `${origin} rule ${i} peers ${peer.label} ports ${port.label}`
-      const match = [...peer.tokens, ...port.tokens]
-      if (dir === 'ingress') rules.push(rule(match, ACCEPT, text))
-      else rules.push(rule(match, setMark(mark), text), rule(markIsSet(mark), RETURN, text))
-    }
-  }
-  return { name, table: 'filter', rules }
 }

@@ -4,8 +4,9 @@ import type { Chain, Problem, Rule } from '../dataplane/types.ts'
 import type { LocalWorkload } from '../model.ts'
 import { workloadChain } from '../../shared/names.ts'
 import { podKey, type Cluster } from './cluster.ts'
-import { ACCEPT, clearMark, ctEstablished, ctInvalid, DROP, jump, markIsSet, RETURN, rule, setMark, validIface } from './match.ts'
-import { policyChainName, policyId, type Direction, type PolicyPlan } from './policy.ts'
+import type { PortGroup } from './allow.ts'
+import { ACCEPT, clearMark, ctEstablished, ctInvalid, DROP, markIsSet, RETURN, rule, setMark, validIface } from './match.ts'
+import { policyId, type Direction, type PolicyPlan } from './policy.ts'
 import { compareText } from './selector.ts'
 
 export interface Subject {
@@ -71,7 +72,8 @@ export const workloadChainName = (iface: string, dir: Direction): string => work
 
 /**
  * The chain judging one direction of one workload. `policies` are the policies
- * selecting the pod for that direction, in namespace/name order.
+ * selecting the pod for that direction, in namespace/name order; `groups` what
+ * they allow (allow.ts).
  *
  * "a pod is isolated for ingress if there is any NetworkPolicy that both selects
  * the pod and has "Ingress" in its policyTypes" (likewise egress); an isolated
@@ -79,21 +81,21 @@ export const workloadChainName = (iface: string, dir: Direction): string => work
  * non-isolated pod accepts everything.
  *
  * Ingress (wren-tw-, reached from wren-FORWARD only, after the sender's egress
- * chain let the packet through): the policy chains ACCEPT what they allow, so
- * the workload chain only jumps to each in turn, and ends the way isolation
- * says. Egress (wren-fw-, also reached from wren-INPUT): allowing sets the
- * accept mark and returns, so the receiver's ingress still runs.
+ * chain let the packet through) is the last judge: an allowed packet is
+ * ACCEPTed at once. Egress (wren-fw-, also reached from wren-INPUT): allowing
+ * sets the accept mark and returns, so the receiver's ingress still runs.
  */
-export function compileWorkloadChain(subject: Subject, dir: Direction, policies: PolicyPlan[], mark: number): Chain {
+export function compileWorkloadChain(subject: Subject, dir: Direction, policies: PolicyPlan[], groups: PortGroup[], mark: number): Chain {
   const who = subject.pod ? `workload ${subject.pod.namespace}/${subject.pod.name}` : `workload ${subject.iface}`
   const rules: Rule[] = [rule(ctEstablished, ACCEPT, `${who} established`), rule(ctInvalid, DROP, `${who} invalid`)]
   if (dir === 'egress') rules.push(rule([], clearMark(mark), `${who} clear accept mark`))
-  for (const p of policies) {
-    const text = `${who} ${dir} policy ${policyId(p)}`
-    rules.push(rule([], jump(policyChainName(p, dir)), text))
-    if (dir === 'egress') rules.push(rule(markIsSet(mark), RETURN, text))
+  for (const g of groups) {
+    const text = `${dir} ${g.label} allowed by ${g.origins.join(', ')}`
+    const match = [...g.ports, ...g.peers]
+    if (dir === 'ingress') rules.push(rule(match, ACCEPT, text))
+    else rules.push(rule(match, setMark(mark), text), rule(markIsSet(mark), RETURN, text))
   }
-  if (policies.length > 0) rules.push(rule([], DROP, `${who} no policy allowed ${dir}`))
+  if (policies.length > 0) rules.push(rule([], DROP, `${who} no policy allowed ${dir}: isolated by ${policies.map(policyId).join(', ')}`))
   else rules.push(rule([], dir === 'ingress' ? ACCEPT : setMark(mark), `${who} not isolated for ${dir}`))
   return { name: workloadChainName(subject.iface, dir), table: 'filter', rules }
 }

@@ -30,13 +30,15 @@ function toBig(ip: string): { fam: 4 | 6; n: bigint } {
 }
 
 function netContains(cidr: string, ip: string): number | null {
-  const [base, len] = cidr.split('/')
+  const [base, written] = cidr.split('/')
   const b = toBig(base)
   const a = toBig(ip)
   if (a.fam !== b.fam) return null
-  const bits = b.fam === 4 ? 32n : 128n
-  const shift = bits - BigInt(Number(len))
-  return a.n >> shift === b.n >> shift ? Number(len) : null
+  const bits = b.fam === 4 ? 32 : 128
+  // a bare address in a hash:net is a whole-address prefix, as ipset lists it
+  const len = written === undefined ? bits : Number(written)
+  const shift = BigInt(bits - len)
+  return a.n >> shift === b.n >> shift ? len : null
 }
 
 function setHas(set: IpSet, key: string): boolean {
