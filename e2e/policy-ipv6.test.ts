@@ -111,7 +111,7 @@ async function ingressBySelector(t: Test, s: Session, w: World): Promise<void> {
   t.same(v6.map(([, m]) => m), [[w.client.ip6]], 'the IPv6 peer set holds the client pod\'s IPv6 address only')
   t.same(v4.map(([, m]) => m), [[w.client.ip]], 'the IPv4 peer set holds the client pod\'s IPv4 address only')
   for (const [name] of v6) t.match(sh('ipset', ['list', '-t', name]), /family inet6/, `${name} is an inet6 set`)
-  t.match(ip6save('filter'), new RegExp(`^-A wren-pi-\\S+ .*--match-set ${v6[0]?.[0] ?? 'none'} src`, 'm'), 'ip6tables: the policy chain matches the IPv6 peer set')
+  t.match(ip6save('filter'), new RegExp(`^-A wren-tw-\\S+ .*--match-set ${v6[0]?.[0] ?? 'none'} src`, 'm'), 'ip6tables: the server\'s ingress chain matches the IPv6 peer set')
   await setPolicies(s, [], ['deny-ingress', 'client-http'])
   await expectFlows(t, w.other, [to6(w.server, HTTP, 'ok'), to(w.server, HTTP, 'ok')])
 }
@@ -134,7 +134,7 @@ async function egressToServer(t: Test, s: Session, w: World): Promise<void> {
   ])
   await expectFlows(t, w.client, [to6(w.server, HTTP, 'ok'), to(w.server, HTTP, 'ok'), to6(w.server, DNS, 'x', true), to6(w.other, HTTP, 'x'), to(w.other, HTTP, 'x'), to6(w.other, DNS, 'x', true)])
   await expectFlows(t, w.other, [{ ...to6(w.client, HTTP, 'ok'), what: 'client (its ingress is not isolated)' }])
-  t.match(ip6save('filter'), /^-A wren-po-\S+ .*--match-set wren6i-\S+ dst/m, 'ip6tables: the egress policy chain matches the IPv6 peer set')
+  t.match(ip6save('filter'), /^-A wren-fw-\S+ .*--match-set wren6i-\S+ dst/m, 'ip6tables: the client\'s egress chain matches the IPv6 peer set')
   await setPolicies(s, [], ['client-egress'])
 }
 

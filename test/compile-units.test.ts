@@ -1,6 +1,6 @@
 // Unit tables for the compiler's building blocks: addresses, selectors, match tokens.
 import t from 'tap'
-import { canonicalAddr, formatCidr, parseCidr, storableNets, strictlyContains } from '../enforcer/compile/ip.ts'
+import { canonicalAddr, formatCidr, formatNet, parseCidr, storableNets, strictlyContains, subtractNets } from '../enforcer/compile/ip.ts'
 import { clearMark, comment, markBits, protoPorts, validIface } from '../enforcer/compile/match.ts'
 import { describeSelector, labelMap, matches, parseSelector, selectorKey } from '../enforcer/compile/selector.ts'
 import type { LabelSelector } from '../enforcer/model.ts'
@@ -59,6 +59,21 @@ t.test('CIDRs: masked, bounded, strict containment', async (t) => {
   t.notOk(strictlyContains(c('0.0.0.0/0'), c('::/64')), 'other family')
   t.same(storableNets(c('::/0')).map(formatCidr), ['::/1', '8000::/1'])
   t.same(storableNets(c('10.0.0.0/8')).map(formatCidr), ['10.0.0.0/8'])
+})
+
+t.test('CIDR subtraction: disjoint positive CIDRs covering exactly the rest', async (t) => {
+  const sub = (cidr: string, holes: string[]) => subtractNets(parseCidr(cidr)!, holes.map((h) => parseCidr(h)!)).map(formatNet).sort()
+  const cases: [string, string[], string[]][] = [
+    ['10.0.0.0/8', [], ['10.0.0.0/8']],
+    ['10.0.0.0/30', ['10.0.0.1/32'], ['10.0.0.0', '10.0.0.2/31']],
+    ['10.0.0.0/24', ['10.0.0.0/25', '10.0.0.128/25'], []],
+    ['10.0.0.0/24', ['10.0.0.0/23'], []],
+    ['0.0.0.0/0', [], ['0.0.0.0/1', '128.0.0.0/1']],
+    ['0.0.0.0/0', ['10.0.0.0/8'], ['0.0.0.0/5', '11.0.0.0/8', '12.0.0.0/6', '128.0.0.0/1', '16.0.0.0/4', '32.0.0.0/3', '64.0.0.0/2', '8.0.0.0/7'].sort()],
+    ['fd00::/126', ['fd00::3/128'], ['fd00::/127', 'fd00::2']],
+    ['::/0', ['8000::/1'], ['::/1']],
+  ]
+  for (const [cidr, holes, want] of cases) t.same(sub(cidr, holes), want, `${cidr} - ${holes.join(',') || 'nothing'}`)
 })
 
 t.test('selectors: every operator', async (t) => {

@@ -92,7 +92,7 @@ export function leftovers(): string[] {
     if (name && /^(wren[0-9a-f]{11}$|wrenstray|wtst)/.test(name)) out.push(`link ${name}`)
   }
   for (const cmd of ['iptables-save', 'ip6tables-save']) for (const l of save(cmd).split('\n')) if (WREN.test(l)) out.push(`${cmd}: ${l}`)
-  for (const l of save('ipset', ['list', '-n']).split('\n')) if (/^wren[46][inpl]-|^wtest/.test(l)) out.push(`ipset ${l}`)
+  for (const l of save('ipset', ['list', '-n']).split('\n')) if (/^wren[46][inpu]-|^wtest/.test(l)) out.push(`ipset ${l}`)
   for (const cidr of ['10.92.0.0/16', '10.93.0.0/16', '10.94.0.0/24', '10.97.0.0/16']) if (sh('ip', ['route', 'show', 'exact', cidr]).trim()) out.push(`route ${cidr}`)
   // the dual-stack range's blackhole and any pod /128 inside it
   for (const l of sh('ip', ['-6', 'route', 'show', 'root', POD_BLACKHOLE6]).split('\n')) if (l.trim()) out.push(`route ${l.trim()}`)

@@ -165,7 +165,7 @@ export function leftovers(): string[] {
     for (const l of trySh(save, []).stdout.split('\n')) if (/^:(wren-|WSEED)/.test(l)) out.push(`${save} chain ${l.split(' ')[0]!.slice(1)}`)
   }
   // wren's set names: wren + family + kind + '-' (shared/names.ts)
-  for (const l of trySh('ipset', ['list', '-n']).stdout.split('\n')) if (/^wren[46][inpl]-/.test(l)) out.push(`ipset ${l}`)
+  for (const l of trySh('ipset', ['list', '-n']).stdout.split('\n')) if (/^wren[46][inpu]-/.test(l)) out.push(`ipset ${l}`)
   for (const cidr of ['10.92.0.0/16', '10.93.0.0/16', '10.94.0.0/24']) {
     if (sh('ip', ['route', 'show', 'exact', cidr]).trim()) out.push(`route ${cidr}`)
   }
