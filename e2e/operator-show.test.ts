@@ -25,20 +25,24 @@ t.test('show: the allowing policy and the denying rule count real packets', asyn
     const client = await c.addPod({ namespace: NS, name: 'client', labels: { app: 'client' } })
     const other = await c.addPod({ namespace: NS, name: 'other', labels: { app: 'other' } })
     c.applyPolicy(policy('allow-client', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ port: 80 }] }] }))
+    // a second policy on the same port: one rule for both, its peers united in one set
+    c.applyPolicy(policy('allow-lab', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ ipBlock: { cidr: '192.0.2.0/24', except: ['192.0.2.0/25'] } }], ports: [{ port: 80 }] }] }))
     await c.sync()
 
     const show = () => sh(c.enforcerBin, ['show', `${NS}/web`, '--state-dir', c.stateDir])
     const before = show()
     t.match(before, new RegExp(`workload ${NS}/web .*ips ${web.ip.replace(/\./g, '\\.')}`), 'names the pod and its address')
-    t.match(before, /policy ops\/allow-client ingress rule 0/, 'names the policy rule in the ingress path')
-    t.match(before, /set wren4i-\S+: 1 members\n {2}\S*10\.92\./, 'lists the peer set with the client in it')
-    const allowed0 = counter(before, /allow-client ingress rule 0/)
+    const allowing = /ingress tcp:80 allowed by ops\/allow-client rule 0, ops\/allow-lab rule 0/
+    t.match(before, allowing, 'names both policy rules behind the port group in the ingress path')
+    t.match(before, new RegExp(`set wren4u-\\S+: 2 members\n(  \\S+\n)*  ${client.ip.replace(/\./g, '\\.')}\n`), 'lists the group\'s set with the client in it')
+    t.match(before, /\n {2}192\.0\.2\.128\/25\n/, 'and the block with its except carved out')
+    const allowed0 = counter(before, allowing)
     const denied0 = counter(before, /no policy allowed ingress/)
 
     await expectFlows(t, client, [to(web, 80, 'ok')])
     await expectFlows(t, other, [to(web, 80, 'x')])
     const after = show()
-    t.ok(counter(after, /allow-client ingress rule 0/) > allowed0, 'the allowing rule counted the client’s SYN')
+    t.ok(counter(after, allowing) > allowed0, 'the allowing rule counted the client’s SYN')
     t.ok(counter(after, /no policy allowed ingress/) > denied0, 'the final DROP counted the other pod’s SYNs')
 
     const metrics = await controlGet(c.runDir, '/metrics')
