@@ -73,7 +73,7 @@ function peersSet(parts: PeerPart[], sets: SetUser): string {
     return sets.use(p.kind, p.key, p.type, p.description, p.source)
   }
   const sorted = [...parts].sort((a, b) => compareText(a.key, b.key))
-  const source: MemberSource = { kind: 'union', parts: sorted.map((p) => p.source) }
+  const source: MemberSource = { kind: 'union', parts: sorted.map((p) => p.unionPart) }
   const kind: SetKind = 'union'
   const type: SetType = 'hash:net'
   return sets.use(kind, JSON.stringify(sorted.map((p) => p.key)), type, `any of: ${sorted.map((p) => p.description).join('; ')}`, source)

@@ -13,17 +13,21 @@ import { candidates, type Cluster, type PodInfo } from './cluster.ts'
 import type { Proto } from './match.ts'
 import { netMembers, netPositives, type NetPeer, type PodsPeer } from './peers.ts'
 import { canonicalList, type SetRequest } from './sets.ts'
-import { matches, type Selector } from './selector.ts'
+import { compareText, matches, type Selector } from './selector.ts'
 
 export type MemberSource =
   | { kind: 'pods'; peer: PodsPeer }
-  | { kind: 'net'; peer: NetPeer }
+  /** An ipBlock; `positive`: its except carved out as plain entries (for a union) instead of `nomatch` ones. */
+  | { kind: 'net'; peer: NetPeer; positive?: boolean }
   /** ip,port entries of a named container port; `on`: only the subject pods of an ingress policy, null: any pod. */
   | { kind: 'named'; proto: Proto; name: string; on: { namespace: string; subject: Selector } | null }
-  /** Every address any of the parts holds: the peers of one workload's port group, as positive entries. */
-  | { kind: 'union'; parts: PeerSource[] }
+  /** Every address any of the parts holds (the peers of one port group); parts keyed like sets, so their members are cached once. */
+  | { kind: 'union'; parts: UnionPart[] }
 
-type PeerSource = Extract<MemberSource, { kind: 'pods' | 'net' }>
+export interface UnionPart {
+  key: string
+  source: Extract<MemberSource, { kind: 'pods' | 'net' }>
+}
 
 function hasNamedPort(pod: PodInfo, proto: Proto, name: string): boolean {
   return pod.namedPorts.some((np) => np.name === name && np.proto === proto)
@@ -38,7 +42,7 @@ export function involves(source: MemberSource, pod: PodInfo): boolean {
     case 'net':
       return false
     case 'union':
-      return source.parts.some((p) => involves(p, pod))
+      return source.parts.some((p) => involves(p.source, pod))
     case 'pods': {
       const { peer } = source
       if (peer.namespace !== null ? pod.namespace !== peer.namespace : !matches(peer.nsSel!, pod.nsLabels)) return false
@@ -99,7 +103,7 @@ function contribution(source: PodSource, pod: PodInfo): readonly unknown[] {
 
 /** Whether the change can alter the members of a set of `source`. */
 function affects(source: MemberSource, change: PodChange): boolean {
-  if (source.kind === 'union') return source.parts.some((p) => affects(p, change))
+  if (source.kind === 'union') return source.parts.some((p) => affects(p.source, change))
   const was = change.before !== undefined && involves(source, change.before)
   const is = change.after !== undefined && involves(source, change.after)
   if (was !== is) return true
@@ -131,22 +135,28 @@ export class MemberCache {
   }
 
   members(r: SetRequest, family: Family, cluster: Cluster): string[] {
-    this.used.add(r.key)
-    let e = this.entries.get(r.key)
+    return this.entry(r.key, r.source, cluster).members[family]
+  }
+
+  private entry(key: string, source: MemberSource, cluster: Cluster): Entry {
+    this.used.add(key)
+    let e = this.entries.get(key)
     if (!e) {
-      const source = r.source
       if (source.kind === 'net') {
-        const net = Object.freeze(canonicalList(netMembers(source.peer))) as string[]
+        const list = source.positive ? netPositives(source.peer) : netMembers(source.peer)
+        const net = Object.freeze(canonicalList(list)) as string[]
         e = { source, members: source.peer.cidr.family === 4 ? { 4: net, 6: [] } : { 4: [], 6: net } }
       } else if (source.kind === 'union') {
-        e = { source, members: { 4: unionMembers(source.parts, 4, cluster), 6: unionMembers(source.parts, 6, cluster) } }
+        // the parts are cached under their own keys: a change recomputes each part once, then merges
+        const parts = source.parts.map((p) => this.entry(p.key, p.source, cluster))
+        e = { source, members: { 4: mergeSorted(parts.map((p) => p.members[4])), 6: mergeSorted(parts.map((p) => p.members[6])) } }
       } else {
         const pods = selectedPods(source, cluster)
         e = { source, members: { 4: podMembers(source, pods, 4), 6: podMembers(source, pods, 6) } }
       }
-      this.entries.set(r.key, e)
+      this.entries.set(key, e)
     }
-    return e.members[family]
+    return e
   }
 
   /** Forgets the sets this compile did not use, so the cache never outgrows one desired state. */
@@ -156,12 +166,30 @@ export class MemberCache {
   }
 }
 
-/** A union's members in one family: pod addresses and ipBlocks without holes (see netPositives). */
-function unionMembers(parts: PeerSource[], family: Family, cluster: Cluster): string[] {
-  const out: string[] = []
-  for (const p of parts) {
-    if (p.kind === 'pods') out.push(...podMembers(p, selectedPods(p, cluster), family))
-    else if (p.peer.cidr.family === family) out.push(...netPositives(p.peer))
+/** The union of canonical (sorted, deduplicated) lists, canonical; a single list is returned as it is. */
+function mergeSorted(lists: string[][]): string[] {
+  const nonEmpty = lists.filter((l) => l.length > 0)
+  if (nonEmpty.length === 0) return Object.freeze([]) as unknown as string[]
+  let round = nonEmpty
+  while (round.length > 1) {
+    const next: string[][] = []
+    for (let i = 0; i < round.length; i += 2) next.push(i + 1 < round.length ? mergeTwo(round[i], round[i + 1]) : round[i])
+    round = next
   }
-  return Object.freeze(canonicalList(out)) as string[]
+  return Object.isFrozen(round[0]) ? round[0] : (Object.freeze(round[0]) as string[])
+}
+
+function mergeTwo(a: string[], b: string[]): string[] {
+  const out: string[] = []
+  let i = 0
+  let j = 0
+  while (i < a.length && j < b.length) {
+    const c = compareText(a[i], b[j])
+    if (c <= 0) out.push(a[i++])
+    else out.push(b[j++])
+    if (c === 0) j++
+  }
+  while (i < a.length) out.push(a[i++])
+  while (j < b.length) out.push(b[j++])
+  return out
 }

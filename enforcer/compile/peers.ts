@@ -1,7 +1,7 @@
 // NetworkPolicyPeer: validation into peer specs, and the set each peer's addresses fill.
 import type { Family } from '../dataplane/types.ts'
 import { formatCidr, formatNet, parseCidr, storableNets, strictlyContains, subtractNets, type Cidr } from './ip.ts'
-import type { MemberSource } from './members.ts'
+import type { MemberSource, UnionPart } from './members.ts'
 import { describeSelector, parseSelector, selectorKey, compareText, type Selector } from './selector.ts'
 
 /** Pods chosen by label: `namespace` set = only that namespace; else namespaces matching `nsSel`. */
@@ -93,6 +93,8 @@ export interface PeerPart {
   type: 'hash:ip' | 'hash:net'
   description: string
   source: Extract<MemberSource, { kind: 'pods' | 'net' }>
+  /** The peer as part of a union set: ipBlocks without `nomatch` entries there. */
+  unionPart: UnionPart
 }
 
 /** null when the peer holds no address of the family (an IPv4 ipBlock in the IPv6 chains). */
@@ -100,12 +102,13 @@ export function peerPart(spec: PeerSpec, family: Family): PeerPart | null {
   if (spec.kind === 'pods') {
     const key = JSON.stringify(['pods', spec.namespace, spec.nsSel ? selectorKey(spec.nsSel) : null, selectorKey(spec.podSel)])
     const where = spec.namespace !== null ? `in ${spec.namespace}` : `in namespaces ${describeSelector(spec.nsSel!)}`
-    return { kind: 'ip', key, type: 'hash:ip', description: `pods ${describeSelector(spec.podSel)} ${where}`, source: { kind: 'pods', peer: spec } }
+    const source = { kind: 'pods' as const, peer: spec }
+    return { kind: 'ip', key, type: 'hash:ip', description: `pods ${describeSelector(spec.podSel)} ${where}`, source, unionPart: { key: `ip\0${key}`, source } }
   }
   if (spec.cidr.family !== family) return null
   const key = JSON.stringify(['net', formatCidr(spec.cidr), spec.except.map(formatCidr)])
   const text = `ipBlock ${formatCidr(spec.cidr)}${spec.except.length ? ' except ' + spec.except.map(formatCidr).join(',') : ''}`
-  return { kind: 'net', key, type: 'hash:net', description: text, source: { kind: 'net', peer: spec } }
+  return { kind: 'net', key, type: 'hash:net', description: text, source: { kind: 'net', peer: spec }, unionPart: { key: `net+\0${key}`, source: { kind: 'net', peer: spec, positive: true } } }
 }
 
 /** The addresses an ipBlock allows, as positive entries only (for a union with other peers). */
