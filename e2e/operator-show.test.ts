@@ -25,8 +25,10 @@ t.test('show: the allowing policy and the denying rule count real packets', asyn
     const client = await c.addPod({ namespace: NS, name: 'client', labels: { app: 'client' } })
     const other = await c.addPod({ namespace: NS, name: 'other', labels: { app: 'other' } })
     c.applyPolicy(policy('allow-client', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ port: 80 }] }] }))
-    // a second policy on the same port: one rule for both, its peers united in one set
-    c.applyPolicy(policy('allow-lab', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ ipBlock: { cidr: '192.0.2.0/24', except: ['192.0.2.0/25'] } }], ports: [{ port: 80 }] }] }))
+    // a second policy on the same port, naming eight more peers: more than --union-above (8) on
+    // one port, so one rule for both policies, all nine peers united in one set
+    const labs = [{ ipBlock: { cidr: '192.0.2.0/24', except: ['192.0.2.0/25'] } }, ...[1, 2, 3, 4, 5, 6, 7].map((n) => ({ ipBlock: { cidr: `198.51.${n}.0/24` } }))]
+    c.applyPolicy(policy('allow-lab', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: labs, ports: [{ port: 80 }] }] }))
     await c.sync()
 
     const show = () => sh(c.enforcerBin, ['show', `${NS}/web`, '--state-dir', c.stateDir])
@@ -34,7 +36,7 @@ t.test('show: the allowing policy and the denying rule count real packets', asyn
     t.match(before, new RegExp(`workload ${NS}/web .*ips ${web.ip.replace(/\./g, '\\.')}`), 'names the pod and its address')
     const allowing = /ingress tcp:80 allowed by ops\/allow-client rule 0, ops\/allow-lab rule 0/
     t.match(before, allowing, 'names both policy rules behind the port group in the ingress path')
-    t.match(before, new RegExp(`set wren4u-\\S+: 2 members\n(  \\S+\n)*  ${client.ip.replace(/\./g, '\\.')}\n`), 'lists the group\'s set with the client in it')
+    t.match(before, new RegExp(`set wren4u-\\S+: 9 members\n(  \\S+\n)*  ${client.ip.replace(/\./g, '\\.')}\n`), 'lists the group\'s set with the client in it')
     t.match(before, /\n {2}192\.0\.2\.128\/25\n/, 'and the block with its except carved out')
     const allowed0 = counter(before, allowing)
     const denied0 = counter(before, /no policy allowed ingress/)

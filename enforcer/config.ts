@@ -26,6 +26,7 @@ export interface RunFlags {
   acceptMark?: string
   logLevel?: string
   setMaxElem?: string
+  unionAbove?: string
   workloadToHost?: string
   iptablesBackend?: string
   metricsPort?: string
@@ -54,6 +55,8 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
   if (!['debug', 'info', 'warn', 'error'].includes(level)) problems.push(`--log-level ${level}: one of debug, info, warn, error`)
   const maxElem = Number(f.setMaxElem ?? DEFAULT_ENFORCER_CONFIG.setMaxElem)
   if (!Number.isInteger(maxElem) || maxElem < 1024) problems.push(`--set-max-elem ${f.setMaxElem}: an integer of at least 1024`)
+  const unionAbove = Number(f.unionAbove ?? DEFAULT_ENFORCER_CONFIG.unionAbove)
+  if (!Number.isInteger(unionAbove) || unionAbove < 0) problems.push(`--union-above ${f.unionAbove}: an integer of at least 0`)
   const toHost = f.workloadToHost ?? 'accept'
   if (toHost !== 'accept' && toHost !== 'policy') problems.push(`--workload-to-host ${toHost}: accept or policy`)
   const backend = (f.iptablesBackend ?? 'auto') as AgentConfig['iptablesBackend']
@@ -75,6 +78,7 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
       acceptMark: f.acceptMark ? parseMark(f.acceptMark, problems) : DEFAULT_ENFORCER_CONFIG.acceptMark,
       allowWorkloadToHost: toHost === 'accept',
       setMaxElem: maxElem,
+      unionAbove,
     },
   }
   return { config, problems }

@@ -22,6 +22,7 @@ program
   .option('--iface-prefix <prefix>', 'host interface prefix of workloads', 'wren')
   .option('--accept-mark <bit>', 'the mark bit meaning "policy accepted"', '0x10000')
   .option('--set-max-elem <n>', 'ipset maxelem', '65536')
+  .option('--union-above <n>', 'peers of one port group matched one rule each; more share one union set (0: always a union)', '8')
   .addOption(new Option('--workload-to-host <mode>', 'pod → own node traffic').choices(['accept', 'policy']).default('accept'))
   .addOption(new Option('--iptables-backend <mode>', 'iptables backend (auto: the one kubelet/kube-proxy use)').choices(['auto', 'nft', 'legacy']).default('auto'))
   .addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default('info'))

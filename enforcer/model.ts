@@ -102,6 +102,12 @@ export interface EnforcerConfig {
   allowWorkloadToHost: boolean
   /** ipset maxelem for every set. */
   setMaxElem: number
+  /**
+   * Peers one port group of a workload matches one rule each; a group with more
+   * shares one union set of all their addresses (one lookup per connection, a
+   * copy of every address in the set). 0: every group of several peers is a union.
+   */
+  unionAbove: number
 }
 
 export const DEFAULT_ENFORCER_CONFIG: EnforcerConfig = {
@@ -109,4 +115,5 @@ export const DEFAULT_ENFORCER_CONFIG: EnforcerConfig = {
   acceptMark: 0x10000,
   allowWorkloadToHost: true,
   setMaxElem: 65536,
+  unionAbove: 8,
 }

@@ -130,19 +130,21 @@ async function run(cleanup: Cleanup, o: Options): Promise<Figures> {
   f.cold = { status: st, entries: agentLog.read(), spawnedAtWall: agent.spawnedAtWall }
   const captured = await capture(st.kernel.backend)
   const env = { dirs, folder, log: agentLog, settleMs: 250 }
-  log('label edits')
+  // the peak RSS so far, at each phase, says which phase set the figure
+  const peak = () => `agent peak RSS so far ${memoryOf(agent.child.pid!).hwmMiB.toFixed(0)} MiB`
+  log(`label edits (${peak()})`)
   const cands = labelCandidates(c, 10)
   f.labels = await timeEdits(env, o.changes, (i) => flipTier(folder, cands[i % cands.length], NODE_NAME))
-  log('policy edits')
+  log(`policy edits (${peak()})`)
   const policy = policyToEdit(c)
   f.policy = await timeEdits(env, o.changes, (i) => setPolicyPort(folder, policy, 8100 + i))
   f.policyName = `${policy.metadata.namespace}/${policy.metadata.name}`
-  log('connection rate')
+  log(`connection rate (${peak()})`)
   const [server, client] = local.slice(-2)
   f.conn = await connRate({ cleanup, dirs, folder, server, client, policies: o.connPolicies, seconds: o.connSeconds, rounds: 3 })
   f.kernelAfter = (await agentStatus(dirs)).kernel
   f.memory = memoryOf(agent.child.pid!)
-  log('stopping the agent; raw load reference')
+  log(`stopping the agent; raw load reference (${peak()})`)
   await stopAgent(agent.child)
   enforcerCleanup(dirs.bins)
   f.raw = await loadRaw(st.kernel.backend, captured)

@@ -142,7 +142,8 @@ for (const seed of [1, 2, 3, 4]) {
       workloads: [] as LocalWorkload[],
     }
     for (let i = 0; i < 8; i++) s.workloads.push({ hostIface: `wrenl${i}`, namespace: s.pods[i * 3].metadata.namespace, pod: s.pods[i * 3].metadata.name, ips: [] })
-    const config = { ...DEFAULT_ENFORCER_CONFIG, allowWorkloadToHost: seed % 2 === 0 }
+    // odd seeds: every port group of several peers a union set, so union members are checked across changes too
+    const config = { ...DEFAULT_ENFORCER_CONFIG, allowWorkloadToHost: seed % 2 === 0, unionAbove: seed % 2 ? 0 : DEFAULT_ENFORCER_CONFIG.unionAbove }
     const compiler = new Compiler(config)
     let failures = 0
     for (let step = 0; step < 300 && failures < 3; step++) {
@@ -238,7 +239,8 @@ for (const seed of [11, 12, 13]) {
       workloads: [] as LocalWorkload[],
     }
     for (let i = 0; i < 8; i++) s.workloads.push({ hostIface: `wrenl${i}`, namespace: s.pods[i * 3].metadata.namespace, pod: s.pods[i * 3].metadata.name, ips: i % 2 ? ['10.7.0.' + i] : [] })
-    const config = { ...DEFAULT_ENFORCER_CONFIG, allowWorkloadToHost: seed % 2 === 0 }
+    // odd seeds: every port group of several peers a union set, so union members are checked across changes too
+    const config = { ...DEFAULT_ENFORCER_CONFIG, allowWorkloadToHost: seed % 2 === 0, unionAbove: seed % 2 ? 0 : DEFAULT_ENFORCER_CONFIG.unionAbove }
     const compiler = new Compiler(config)
     const snapshot = frozenSnapshots()
     let failures = 0

@@ -17,8 +17,8 @@ const cli = pod('a', 'cli', { labels: { app: 'cli' }, ips: ['10.0.0.2'] })
 const far = pod('b', 'far', { labels: { app: 'cli' }, ips: ['10.1.0.2'] })
 const allowCli = policy('a', 'allow-cli', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'cli' } } }], ports: [{ port: 80 }] }] })
 const WL = [workload('wrenweb', 'a', 'web'), workload('wrencli', 'a', 'cli')]
-const base = (extra: Parameters<typeof snapshot>[0] = {}): DesiredState =>
-  compile(snapshot({ namespaces: [ns('a')], pods: [web, cli, far], policies: [allowCli], workloads: WL, ...extra }), cfg)
+const base = (extra: Parameters<typeof snapshot>[0] = {}, config = cfg): DesiredState =>
+  compile(snapshot({ namespaces: [ns('a')], pods: [web, cli, far], policies: [allowCli], workloads: WL, ...extra }), config)
 
 t.test('hooks and fixed chains', async (t) => {
   const s = base()
@@ -79,7 +79,7 @@ t.test('workload chains: conntrack, one rule per port group, then DROP or allow'
   t.same(lines(chain(denied.v4, 'wren-tw-wrenweb')).slice(2), ['=> -j DROP'], 'a policy allowing nothing: isolated, no group')
 })
 
-t.test('port groups: the peers of every rule on one port match merge into one set', async (t) => {
+t.test('port groups: a few peers one rule each, more in one union set', async (t) => {
   const s = base()
   const podsKey = JSON.stringify(['pods', 'a', null, JSON.stringify([['app', 'In', ['cli']]])])
   const peers = setName('ip', 4, podsKey)
@@ -87,30 +87,43 @@ t.test('port groups: the peers of every rule on one port match merge into one se
 
   const from = [{ podSelector: { matchLabels: { app: 'cli' } } }, { ipBlock: { cidr: '10.1.0.0/16', except: ['10.1.0.0/24'] } }, { ipBlock: { cidr: 'fd00::/8' } }]
   const multi = policy('a', 'multi', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Ingress', 'Egress'], ingress: [{ from, ports: [{ port: 80 }, { port: 443 }] }], egress: [{ to: from }] })
-  const m = base({ policies: [multi, allowCli] })
   const netKey = JSON.stringify(['net', '10.1.0.0/16', ['10.1.0.0/24']])
+  const net = setName('net', 4, netKey)
+
+  const m = base({ policies: [multi, allowCli] })
+  t.same(lines(chain(m.v4, 'wren-tw-wrenweb')).slice(2, 6), [
+    `-p tcp -m tcp --dport 443 -m set --match-set ${net} src => -j ACCEPT`,
+    `-p tcp -m tcp --dport 443 -m set --match-set ${peers} src => -j ACCEPT`,
+    `-p tcp -m tcp --dport 80 -m set --match-set ${net} src => -j ACCEPT`,
+    `-p tcp -m tcp --dport 80 -m set --match-set ${peers} src => -j ACCEPT`,
+  ], 'two peers (at most unionAbove): one rule per peer, each its own shared set')
+  t.same(chain(m.v4, 'wren-tw-wrenweb')!.rules.slice(4, 6).map((r) => r.comment), ['ingress tcp:80 allowed by a/multi rule 0', 'ingress tcp:80 allowed by a/allow-cli rule 0, a/multi rule 0'], 'each names the rules that allow its peer')
+
+  const u0 = base({ policies: [multi, allowCli] }, { ...cfg, unionAbove: 0 })
   const union = setName('union', 4, JSON.stringify([netKey, podsKey].sort()))
-  t.same(lines(chain(m.v4, 'wren-tw-wrenweb')).slice(2, 4), [
+  t.same(lines(chain(u0.v4, 'wren-tw-wrenweb')).slice(2, 4), [
     `-p tcp -m tcp --dport 443 -m set --match-set ${union} src => -j ACCEPT`,
     `-p tcp -m tcp --dport 80 -m set --match-set ${union} src => -j ACCEPT`,
-  ], 'several peers: one union set; port 80 of two policies: one rule')
-  t.equal(chain(m.v4, 'wren-tw-wrenweb')!.rules[3].comment, 'ingress tcp:80 allowed by a/allow-cli rule 0, a/multi rule 0')
-  const u = m.v4.sets.find((x) => x.name === union)!
+  ], 'more peers than unionAbove: one union set; port 80 of two policies: one rule')
+  t.equal(chain(u0.v4, 'wren-tw-wrenweb')!.rules[3].comment, 'ingress tcp:80 allowed by a/allow-cli rule 0, a/multi rule 0')
+  const u = u0.v4.sets.find((x) => x.name === union)!
   t.same([u.type, u.members], [
     'hash:net',
     ['10.0.0.2', '10.1.1.0/24', '10.1.128.0/17', '10.1.16.0/20', '10.1.2.0/23', '10.1.32.0/19', '10.1.4.0/22', '10.1.64.0/18', '10.1.8.0/21'],
   ], 'the except carved out as positive entries, beside the pod')
-  t.same(lines(chain(m.v4, 'wren-fw-wrenweb')).slice(3), [
+  t.same(lines(chain(u0.v4, 'wren-fw-wrenweb')).slice(3), [
     `-m set --match-set ${union} dst => -j MARK --set-xmark 0x10000/0x10000`,
     '-m mark --mark 0x10000/0x10000 => -j RETURN',
     '=> -j DROP',
   ], 'egress: the same union against the destination, then the mark')
   const v6union = setName('union', 6, JSON.stringify([podsKey, JSON.stringify(['net', 'fd00::/8', []])].sort()))
-  t.match(lines(chain(m.v6, 'wren-tw-wrenweb'))[2], `--match-set ${v6union} src`, 'IPv6 unites IPv6 peers only')
+  t.match(lines(chain(u0.v6, 'wren-tw-wrenweb'))[2], `--match-set ${v6union} src`, 'IPv6 unites IPv6 peers only')
   const web4 = { ip: '10.0.0.1', iface: 'wrenweb' }
-  t.equal(flow(m, { ip: '10.1.1.5' }, web4, 80), 'ACCEPT', 'inside the block')
-  t.equal(flow(m, { ip: '10.1.0.2', iface: 'wrenfar' }, web4, 80), 'DROP', 'inside the except (a pod of another namespace)')
-  t.equal(flow(m, { ip: '10.0.0.2', iface: 'wrencli' }, web4, 443), 'ACCEPT', 'the pod peer')
+  for (const [state, layout] of [[m, 'rules per peer'], [u0, 'union']] as const) {
+    t.equal(flow(state, { ip: '10.1.1.5' }, web4, 80), 'ACCEPT', `${layout}: inside the block`)
+    t.equal(flow(state, { ip: '10.1.0.2', iface: 'wrenfar' }, web4, 80), 'DROP', `${layout}: inside the except (a pod of another namespace)`)
+    t.equal(flow(state, { ip: '10.0.0.2', iface: 'wrencli' }, web4, 443), 'ACCEPT', `${layout}: the pod peer`)
+  }
 })
 
 t.test('overlapping ipBlocks with excepts unite exactly', async (t) => {
@@ -120,7 +133,8 @@ t.test('overlapping ipBlocks with excepts unite exactly', async (t) => {
     podSelector: { matchLabels: { app: 'web' } },
     ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } }] }, { from: [{ ipBlock: { cidr: '10.0.0.0/12', except: ['10.1.2.0/24'] } }] }],
   })
-  const s = base({ policies: [p] })
+  const s = base({ policies: [p] }, { ...cfg, unionAbove: 0 })
+  t.ok(s.v4.sets.some((x) => x.name.startsWith('wren4u-')), 'one union set')
   const web4 = { ip: '10.0.0.1', iface: 'wrenweb' }
   for (const [ip, want] of [['10.1.3.5', 'ACCEPT'], ['10.1.2.5', 'DROP'], ['10.200.0.1', 'ACCEPT'], ['10.16.1.1', 'ACCEPT'], ['11.0.0.1', 'DROP']] as const) {
     t.equal(flow(s, { ip }, web4, 80), want, `${ip} ${want}`)

@@ -12,9 +12,14 @@ function world(pods: Pod[], namespaces: ReturnType<typeof ns>[]) {
     const p = pods.find((x) => `${x.metadata.namespace}/${x.metadata.name}` === id)
     return p ? { ip: p.status!.podIPs![0].ip, iface: ifaces.get(id) } : { ip: id }
   }
+  // both layouts must agree: few peers one rule each, and every group of several peers a union set
   return (policies: NetworkPolicy[]) => {
-    const state = compile(snapshot({ namespaces, pods, policies, workloads }), DEFAULT_ENFORCER_CONFIG)
-    return (from: string, to: string, port: number, proto: 'tcp' | 'udp' = 'tcp') => flow(state, ep(from), ep(to), port, proto) === 'ACCEPT'
+    const states = [DEFAULT_ENFORCER_CONFIG, { ...DEFAULT_ENFORCER_CONFIG, unionAbove: 0 }].map((config) => compile(snapshot({ namespaces, pods, policies, workloads }), config))
+    return (from: string, to: string, port: number, proto: 'tcp' | 'udp' = 'tcp') => {
+      const [a, b] = states.map((state) => flow(state, ep(from), ep(to), port, proto) === 'ACCEPT')
+      if (a !== b) throw new Error(`${from} -> ${to} ${proto}/${port}: the layouts disagree (rules per peer ${a}, union sets ${b})`)
+      return a
+    }
   }
 }
 

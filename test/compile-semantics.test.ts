@@ -186,9 +186,18 @@ const CASES: Case[] = [
   },
 ]
 
-for (const c of CASES) {
-  t.test(c.name, async (t) => {
-    const state = compile(snapshot({ namespaces: NAMESPACES, pods: PODS, policies: c.policies, workloads: WORKLOADS }), DEFAULT_ENFORCER_CONFIG)
+// Every case twice: the default layout (few peers of a port group one rule each)
+// and with every group of several peers merged into one union set.
+const LAYOUTS = [
+  { name: '', config: DEFAULT_ENFORCER_CONFIG },
+  { name: ' (union sets)', config: { ...DEFAULT_ENFORCER_CONFIG, unionAbove: 0 } },
+]
+
+let unions = 0
+for (const c of CASES) for (const layout of LAYOUTS) {
+  t.test(c.name + layout.name, async (t) => {
+    const state = compile(snapshot({ namespaces: NAMESPACES, pods: PODS, policies: c.policies, workloads: WORKLOADS }), layout.config)
+    unions += [...state.v4.sets, ...state.v6.sets].filter((s) => s.name.startsWith('wren4u-') || s.name.startsWith('wren6u-')).length
     t.same(state.problems, [], 'no problems')
     for (const [from, to, port, allowed, proto] of c.checks) {
       const v = flow(state, ep(from), ep(to), port, proto ?? 'tcp')
@@ -196,6 +205,10 @@ for (const c of CASES) {
     }
   })
 }
+
+t.test('the union layout was exercised', async (t) => {
+  t.ok(unions > 0, `${unions} union sets across the cases`)
+})
 
 t.test('established and related traffic passes even a deny-all', async (t) => {
   const state = compile(snapshot({ namespaces: NAMESPACES, pods: PODS, workloads: WORKLOADS, policies: [P('deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })] }), DEFAULT_ENFORCER_CONFIG)

@@ -6,13 +6,13 @@ import { AgentMetrics } from '../enforcer/metrics.ts'
 t.test('defaults with one source', async (t) => {
   const { config, problems } = agentConfig({ manifests: '/m' })
   t.same(problems, [])
-  t.match(config, { manifestsDir: '/m', stateDir: '/var/lib/wren', runDir: '/var/run/wren', iptablesBackend: 'auto', enforcer: { ifacePrefix: 'wren', acceptMark: 0x10000, allowWorkloadToHost: true } })
+  t.match(config, { manifestsDir: '/m', stateDir: '/var/lib/wren', runDir: '/var/run/wren', iptablesBackend: 'auto', enforcer: { ifacePrefix: 'wren', acceptMark: 0x10000, allowWorkloadToHost: true, unionAbove: 8 } })
 })
 
 t.test('every problem at once', async (t) => {
-  const { problems } = agentConfig({ manifests: '/m', kubeconfig: '/k', ifacePrefix: 'Bad-Prefix', acceptMark: '0x3', logLevel: 'loud', setMaxElem: '5', workloadToHost: 'maybe', iptablesBackend: 'xt', metricsPort: '70000' })
-  t.equal(problems.length, 8, problems.join('\n'))
-  t.match(problems.join('\n'), /exactly one source[\s\S]*iface-prefix[\s\S]*log-level[\s\S]*set-max-elem[\s\S]*workload-to-host[\s\S]*iptables-backend[\s\S]*metrics-port[\s\S]*accept-mark/)
+  const { problems } = agentConfig({ manifests: '/m', kubeconfig: '/k', ifacePrefix: 'Bad-Prefix', acceptMark: '0x3', logLevel: 'loud', setMaxElem: '5', unionAbove: '-1', workloadToHost: 'maybe', iptablesBackend: 'xt', metricsPort: '70000' })
+  t.equal(problems.length, 9, problems.join('\n'))
+  t.match(problems.join('\n'), /exactly one source[\s\S]*iface-prefix[\s\S]*log-level[\s\S]*set-max-elem[\s\S]*union-above[\s\S]*workload-to-host[\s\S]*iptables-backend[\s\S]*metrics-port[\s\S]*accept-mark/)
 })
 
 t.test('accept mark must be one bit and not kube-proxy’s', async (t) => {

@@ -22,7 +22,7 @@ import { namespaceOf, type Cluster } from './cluster.ts'
 import { IdentityMemo } from './identity.ts'
 import { comment, markBits } from './match.ts'
 import { MemberCache } from './members.ts'
-import { portGroups } from './allow.ts'
+import { allowRules } from './allow.ts'
 import { analysePolicy, conflictPlan, DIRECTIONS, selects, type PolicyPlan } from './policy.ts'
 import { SetRegistry, type SetRequest, type SetUser } from './sets.ts'
 import { compareText } from './selector.ts'
@@ -39,6 +39,7 @@ function validateConfig(config: EnforcerConfig): void {
   // The compiler cannot fix a bad config; refusing to compile keeps the kernel as it is.
   if (!/^[a-z0-9]{1,10}$/.test(config.ifacePrefix)) throw new Error(`ifacePrefix ${JSON.stringify(config.ifacePrefix)} must be 1-10 lowercase letters or digits`)
   markBits(config.acceptMark)
+  if (!Number.isInteger(config.unionAbove) || config.unionAbove < 0) throw new Error(`unionAbove ${config.unionAbove} must be an integer of at least 0`)
 }
 
 /** JSON with sorted object keys, so equal objects compare equal whatever their key order. */
@@ -252,7 +253,7 @@ export class Compiler {
       for (const dir of DIRECTIONS) {
         const plans = s[dir]
         const key = JSON.stringify(['workload', family, s.subject.iface, s.subject.pod?.namespace ?? null, s.subject.pod?.name ?? null, dir, plans.map((p) => this.planId(p))])
-        chains.push(...reuse(key, (sets) => [compileWorkloadChain(s.subject, dir, plans, portGroups(plans, dir, sets), config.acceptMark)]))
+        chains.push(...reuse(key, (sets) => [compileWorkloadChain(s.subject, dir, plans, allowRules(plans, dir, sets, config.unionAbove), config.acceptMark)]))
       }
     }
     const ifaces = selections.map((s) => s.subject.iface)

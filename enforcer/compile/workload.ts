@@ -4,7 +4,7 @@ import type { Chain, Problem, Rule } from '../dataplane/types.ts'
 import type { LocalWorkload } from '../model.ts'
 import { workloadChain } from '../../shared/names.ts'
 import { podKey, type Cluster } from './cluster.ts'
-import type { PortGroup } from './allow.ts'
+import type { AllowRule } from './allow.ts'
 import { ACCEPT, clearMark, ctEstablished, ctInvalid, DROP, markIsSet, RETURN, rule, setMark, validIface } from './match.ts'
 import { policyId, type Direction, type PolicyPlan } from './policy.ts'
 import { compareText } from './selector.ts'
@@ -72,7 +72,7 @@ export const workloadChainName = (iface: string, dir: Direction): string => work
 
 /**
  * The chain judging one direction of one workload. `policies` are the policies
- * selecting the pod for that direction, in namespace/name order; `groups` what
+ * selecting the pod for that direction, in namespace/name order; `allows` what
  * they allow (allow.ts).
  *
  * "a pod is isolated for ingress if there is any NetworkPolicy that both selects
@@ -85,11 +85,11 @@ export const workloadChainName = (iface: string, dir: Direction): string => work
  * ACCEPTed at once. Egress (wren-fw-, also reached from wren-INPUT): allowing
  * sets the accept mark and returns, so the receiver's ingress still runs.
  */
-export function compileWorkloadChain(subject: Subject, dir: Direction, policies: PolicyPlan[], groups: PortGroup[], mark: number): Chain {
+export function compileWorkloadChain(subject: Subject, dir: Direction, policies: PolicyPlan[], allows: AllowRule[], mark: number): Chain {
   const who = subject.pod ? `workload ${subject.pod.namespace}/${subject.pod.name}` : `workload ${subject.iface}`
   const rules: Rule[] = [rule(ctEstablished, ACCEPT, `${who} established`), rule(ctInvalid, DROP, `${who} invalid`)]
   if (dir === 'egress') rules.push(rule([], clearMark(mark), `${who} clear accept mark`))
-  for (const g of groups) {
+  for (const g of allows) {
     const text = `${dir} ${g.label} allowed by ${g.origins.join(', ')}`
     const match = [...g.ports, ...g.peers]
     if (dir === 'ingress') rules.push(rule(match, ACCEPT, text))
