@@ -14,7 +14,7 @@ import { appendFileSync, closeSync, cpSync, mkdirSync, openSync, renameSync, rmS
 import { dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { stringify } from 'yaml'
-import { Cleanup, REPO, addNetns, blackhole, sh, tempDir, trySh } from './host.ts'
+import { Cleanup, REPO, addNetns, blackhole, forgetFlows, sh, tempDir, trySh } from './host.ts'
 import type { Labels, NamespaceSpec, PodSpec } from '../scenarios/types.ts'
 import { cniEnv } from './cni-env.ts'
 
@@ -77,6 +77,15 @@ export class Cluster {
     this.ipv6 = opts.ipv6 ?? false
   }
 
+  private ranges(): string[] {
+    return [POD_CIDR, OUTSIDE_CIDR, SERVICE_CIDR, ...(this.ipv6 ? [POD_BLACKHOLE6] : [])]
+  }
+
+  /** Forgets every tracked flow of the test ranges, so the next probes are new connections. */
+  forgetFlows(): void {
+    for (const cidr of this.ranges()) forgetFlows(cidr)
+  }
+
   /** Notes a long-lived process or netns in the run folder, for the reaper. */
   private note(kind: 'pids' | 'netns', what: string | number | undefined): void {
     if (this.root && what !== undefined) appendFileSync(join(this.root, kind), `${what}\n`)
@@ -86,7 +95,10 @@ export class Cluster {
   async start(): Promise<void> {
     live.add(this)
     hookSignals()
-    for (const cidr of [POD_CIDR, OUTSIDE_CIDR, SERVICE_CIDR, ...(this.ipv6 ? [POD_BLACKHOLE6] : [])]) blackhole(this.cleanup, cidr)
+    for (const cidr of this.ranges()) blackhole(this.cleanup, cidr)
+    // flows an earlier run left on these addresses must not decide this run's probes
+    this.forgetFlows()
+    this.cleanup.push('conntrack entries of the test ranges', () => this.forgetFlows())
     const root = tempDir(this.cleanup, RUN_DIR_PREFIX)
     // for a later run to reap this one if it gets SIGKILLed (see scenarios/reap.ts)
     writeFileSync(join(root, 'owner'), String(process.pid))

@@ -61,6 +61,19 @@ export function blackhole(cleanup: Cleanup, cidr: string): void {
   })
 }
 
+/**
+ * Deletes the conntrack entries from or to a test range. A UDP "connection" is
+ * its 5-tuple: a probe that happens to reuse the source port of an earlier
+ * probe (another step, another test using the same addresses) would otherwise
+ * ride that flow's entry as established, or its NAT binding. Only ranges the
+ * tests blackholed, so only their own flows.
+ */
+export function forgetFlows(cidr: string): void {
+  const fam = cidr.includes(':') ? 'ipv6' : 'ipv4'
+  // exit status 1 when there was nothing to delete
+  for (const dir of ['-s', '-d']) trySh('conntrack', ['-D', '-f', fam, dir, cidr])
+}
+
 /** A temporary directory removed on cleanup. */
 export function tempDir(cleanup: Cleanup, prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))

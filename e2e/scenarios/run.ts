@@ -134,6 +134,9 @@ async function runLocked(sc: Scenario, onStep: (r: StepResult) => void | Promise
       for (const a of step.actions) await perform(a, cluster, world)
       await world.refresh()
       await cluster.sync()
+      // every cell is a new connection, as a fresh `kubectl exec … nc` would be: the last
+      // step's flows must not pass a reused UDP source port as established
+      cluster.forgetFlows()
       const foreign = foreignAgents(cluster.agentPid)
       const matrix = await measure(sc, step, cluster, world)
       foreign.push(...foreignAgents(cluster.agentPid))
