@@ -1,9 +1,10 @@
 // NetworkPolicy semantics with real traffic: named ports (resolved on the
 // selected pod for ingress, on the peer for egress), endPort ranges, UDP vs
 // TCP, matchExpressions on pod and namespace selectors; then label changes,
-// policy update and deletion on the same world.
+// policy update, many peers on one port (union sets) and deletion on the same world.
 import t from 'tap'
 import { expectFlows, session, to, type Session } from './lib/behaviour.ts'
+import { sh } from './lib/host.ts'
 import type { Pod } from './lib/cluster.ts'
 import type { PodSpec } from './scenarios/types.ts'
 
@@ -129,8 +130,19 @@ t.test('policy semantics with real traffic', async (t) => {
       await c.sync()
       await expectFlows(t, w.client!, [to(w.web1!, 8091, 'ok'), to(w.web1!, 8080, 'x'), to(w.web1!, 8085, 'x'), to(w.web1!, 8081, 'ok')])
     })
+    await t.test('many peers on one port: one union set per direction, exact', async (t) => {
+      // nine peers on TCP 8085, more than --union-above (8): one rule and one union set each way
+      const blocks = [1, 2, 3, 4, 5, 6, 7, 8].map((n) => ({ ipBlock: { cidr: `10.200.${n}.0/24` } }))
+      c.applyPolicy(policy('many-in', { podSelector: sel({ tier: 'front' }), ingress: [{ from: [{ podSelector: sel({ app: 'client' }) }, ...blocks], ports: [tcp(8085)] }] }))
+      c.applyPolicy(policy('many-out', { podSelector: sel({ egress: 'named' }), policyTypes: ['Egress'], egress: [{ to: [{ podSelector: sel({ tier: 'front' }) }, ...blocks], ports: [tcp(8085)] }] }))
+      await c.sync()
+      t.match(sh('ipset', ['list', '-n']), /^wren4u-/m, 'union sets in the kernel')
+      await expectFlows(t, w.eclient!, [to(w.web1!, 8085, 'ok'), to(w.web1!, 8080, 'x'), to(w.web1!, 8081, 'ok')])
+      await expectFlows(t, w.client!, [to(w.web1!, 8085, 'ok')])
+      await expectFlows(t, w.other!, [to(w.web1!, 8085, 'x')])
+    })
     await t.test('deleting the policies restores access', async (t) => {
-      for (const n of ['web-named', 'web-range', 'dns-proto', 'eclient-egress', 'me-expr']) c.deletePolicy(`${NS}/${n}`)
+      for (const n of ['web-named', 'web-range', 'dns-proto', 'eclient-egress', 'me-expr', 'many-in', 'many-out']) c.deletePolicy(`${NS}/${n}`)
       await c.sync()
       await expectFlows(t, w.other!, [to(w.web1!, 8080, 'ok'), to(w.web2!, 8081, 'ok'), to(w.dns!, 53, 'ok'), to(w.dns!, 5353, 'ok', true), to(w.me!, 80, 'ok')])
       await expectFlows(t, w.eclient!, [to(w.web1!, 8080, 'ok'), to(w.dns!, 53, 'ok', true)])

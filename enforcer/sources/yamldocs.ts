@@ -9,8 +9,13 @@
 // with an anchor (js-yaml shares aliased nodes without the alias-expansion cap
 // that `yaml` enforces), goes to `yaml`, whose verdict and error message (with
 // line and column) stand: only the speed of the common case differs.
+import { createRequire } from 'node:module'
 import { CORE_SCHEMA, loadAll } from 'js-yaml'
-import { parseAllDocuments } from 'yaml'
+
+// `yaml` only when a text needs it: loading it costs ~30 ms of the agent's start.
+type YamlModule = typeof import('yaml')
+let yamlModule: YamlModule | undefined
+const yaml = (): YamlModule => (yamlModule ??= createRequire(import.meta.url)('yaml') as YamlModule)
 
 export type ParsedDocs = { ok: true; docs: unknown[] } | { ok: false; message: string }
 
@@ -35,7 +40,7 @@ export function parseDocuments(text: string): ParsedDocs {
 
 /** The `yaml` package's reading of the text (the reference). */
 export function parseStrict(text: string): ParsedDocs {
-  const docs = parseAllDocuments(text)
+  const docs = yaml().parseAllDocuments(text)
   const broken = docs.flatMap((d) => d.errors)
   if (broken.length) return { ok: false, message: broken[0].message.trim() }
   try {
