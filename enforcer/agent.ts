@@ -65,6 +65,8 @@ export class Agent {
   private applied: ApplyReport | undefined
   private lastError: string | undefined
   private programmed = new Set<string>()
+  /** Set name → what it holds, from the last applied state (for `show`). */
+  private setDescriptions: Record<string, string> = {}
   private waiters = new Set<Waiter>()
   readonly runner: Runner
   private started = false
@@ -126,6 +128,7 @@ export class Agent {
     }
     this.lastError = undefined
     this.programmed = new Set(desired.workloads)
+    this.setDescriptions = Object.fromEntries([...desired.v4.sets, ...desired.v6.sets].map((s) => [s.name, s.comment]))
     this.applied = { generation, at: new Date().toISOString(), durationMs: now() - t0, workloads: desired.workloads, problems: desired.problems }
     log.debug('applied', { generation, ms: this.applied.durationMs, workloads: desired.workloads.length })
     this.wake()
@@ -183,6 +186,11 @@ export class Agent {
     await this.deps.records.rescan()
     const target = this.deps.store.generation
     return this.waitFor(() => this.appliedAtLeast(target) && this.programmed.has(iface), timeoutMs)
+  }
+
+  /** What each set of the applied state holds, in words. */
+  describeSets(): Record<string, string> {
+    return this.setDescriptions
   }
 
   status(): Record<string, unknown> {

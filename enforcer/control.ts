@@ -19,6 +19,8 @@ export interface ControlHandlers {
   waitSynced(timeoutMs: number): Promise<boolean>
   waitProgrammed(iface: string, timeoutMs: number): Promise<boolean>
   metrics?(): Promise<string>
+  /** What each programmed set holds, in words (the kernel keeps no such text): name → description. */
+  sets?(): Record<string, string>
   /** Runs one plugin invocation (a cni/serve.ts frame); absent, /cni answers 404 and the shim runs the plugin itself. */
   cni?(frame: Buffer): Promise<{ code: number; stdout: string }>
 }
@@ -64,6 +66,7 @@ export async function serveControl(runDir: string, h: ControlHandlers): Promise<
         return res.end(body)
       }
       if (url.pathname === '/status') return reply(200, await h.status())
+      if (url.pathname === '/sets' && h.sets) return reply(200, h.sets())
       if (url.pathname === '/metrics' && h.metrics) {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
         return res.end(await h.metrics())

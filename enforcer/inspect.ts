@@ -8,10 +8,13 @@ import { execOk, type Exec } from '../shared/exec.ts'
 import type { Logger } from '../shared/log.ts'
 import { CHAINS, workloadChain } from '../shared/names.ts'
 import { detectBackend, type BackendMode } from './dataplane/backend.ts'
+import { controlGet } from './control.ts'
 
 export interface ShowOptions {
   target: string
   stateDir: string
+  /** Where the agent's control socket is: it names what each set holds. Optional; the kernel alone still answers. */
+  runDir?: string
   exec: Exec
   log: Logger
   backend?: BackendMode | 'auto'
@@ -80,16 +83,28 @@ export async function show(o: ShowOptions): Promise<string> {
     }
   }
   if (out.length === 1) out.push('no chains programmed for this interface (yet): its traffic is dropped')
-  for (const s of [...sets].sort()) out.push('', ...(await describeSet(o.exec, s, o.maxMembers ?? 20)))
+  const meaning = sets.size ? await setMeanings(o.runDir) : {}
+  for (const s of [...sets].sort()) out.push('', ...(await describeSet(o.exec, s, meaning[s], o.maxMembers ?? 20)))
   return out.join('\n') + '\n'
 }
 
-async function describeSet(exec: Exec, name: string, max: number): Promise<string[]> {
+/** The running agent's words for its sets; none when no agent answers (the kernel keeps no such text). */
+async function setMeanings(runDir: string | undefined): Promise<Record<string, string>> {
+  if (!runDir) return {}
+  try {
+    const r = await controlGet(runDir, '/sets', 5000)
+    return r.code === 200 && typeof r.body === 'object' && r.body !== null ? (r.body as Record<string, string>) : {}
+  } catch {
+    return {}
+  }
+}
+
+async function describeSet(exec: Exec, name: string, meaning: string | undefined, max: number): Promise<string[]> {
   const r = await exec('ipset', ['list', name])
   if (r.code !== 0) return [`set ${name}: MISSING (${r.stderr.trim()})`]
   const lines = r.stdout.split('\n')
   const start = lines.indexOf('Members:')
   const members = lines.slice(start + 1).filter(Boolean)
-  const head = `set ${name}: ${members.length} members`
+  const head = `set ${name}: ${members.length} members${meaning ? ` — ${meaning}` : ''}`
   return [head, ...members.slice(0, max).map((m) => `  ${m}`), ...(members.length > max ? [`  … ${members.length - max} more`] : [])]
 }

@@ -54,14 +54,15 @@ program
 
 program
   .command('show')
-  .description("one workload's chains, the policy chains they jump to and the sets they match, with counters")
+  .description("one workload's chains and the sets they match, with counters, and what each set holds")
   .argument('<target>', 'namespace/pod or host interface name')
   .option('--state-dir <dir>', 'the plugin state dir holding workload records', '/var/lib/wren')
+  .option('--run-dir <dir>', "the agent's run dir (it names what each set holds)", DEFAULT_RUN_DIR)
   .addOption(new Option('--iptables-backend <mode>').choices(['auto', 'nft', 'legacy']).default('auto'))
-  .action(async (target: string, o: { stateDir: string; iptablesBackend: 'auto' | 'nft' | 'legacy' }) => {
+  .action(async (target: string, o: { stateDir: string; runDir: string; iptablesBackend: 'auto' | 'nft' | 'legacy' }) => {
     const [{ exec }, { createLogger, stderrSink }, { show }] = await Promise.all([import('../shared/exec.ts'), import('../shared/log.ts'), import('./inspect.ts')])
     const log = createLogger(stderrSink(), 'error')
-    process.stdout.write(await show({ target, stateDir: o.stateDir, exec, log, backend: o.iptablesBackend }))
+    process.stdout.write(await show({ target, stateDir: o.stateDir, runDir: o.runDir, exec, log, backend: o.iptablesBackend }))
   })
 
 program

@@ -30,6 +30,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
     waitSynced: (ms) => agent.waitSynced(ms),
     waitProgrammed: (iface, ms) => agent.waitProgrammed(iface, ms),
     metrics: () => metrics.text(),
+    sets: () => agent.describeSets(),
     // plugin invocations from the native shim, with the programmed-wait answered in-process
     cni: (frame) => runPluginRequest(frame, { runDir: config.runDir, waitProgrammed: (iface, ms) => agent.waitProgrammed(iface, ms) }),
   })

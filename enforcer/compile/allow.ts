@@ -99,5 +99,7 @@ function unionSet(peers: PeerPart[], sets: SetUser): string {
   const source: MemberSource = { kind: 'union', parts: peers.map((p) => p.unionPart) }
   const kind: SetKind = 'union'
   const type: SetType = 'hash:net'
-  return sets.use(kind, JSON.stringify(peers.map((p) => p.key)), type, `any of: ${peers.map((p) => p.description).join('; ')}`, source)
+  // pods first in the words: a long list of blocks is what gets cut at the comment's length
+  const words = [...peers.filter((p) => p.kind === 'ip'), ...peers.filter((p) => p.kind !== 'ip')].map((p) => p.description)
+  return sets.use(kind, JSON.stringify(peers.map((p) => p.key)), type, `any of: ${words.join(' or ')}`, source)
 }
