@@ -108,7 +108,7 @@ function peersOf(i: number): string[] {
 
 const layouts: Record<string, () => Chains> = {
   'a none': () => base([`-j MARK --set-xmark ${MARK}/${MARK}`]),
-  'b marks x100 (today)': () => {
+  'b marks x100 (design sketch)': () => {
     const tw = [`-j MARK --set-xmark 0x0/${MARK}`]
     const c = new Map<string, string[]>()
     for (let i = 0; i < POLICIES; i++) {
@@ -152,7 +152,7 @@ const layouts: Record<string, () => Chains> = {
     return new Map([...base(tw), ...c])
   },
   // one hash:net lookup for every peer address of every policy (union, one set)
-  'f per-workload union set': () => base([`-m set --match-set ${UNION} src ${port} -j ACCEPT`, '-j DROP']),
+  'f union set (wren today)': () => base([`-m set --match-set ${UNION} src ${port} -j ACCEPT`, '-j DROP']),
 }
 
 function program(chains: Chains): void {
