@@ -31,7 +31,7 @@ interface Part {
   origins: string[]
 }
 
-interface Collecting {
+interface Group {
   ports: string[]
   label: string
   /** null once a rule allows every peer. */
@@ -48,30 +48,7 @@ interface Collecting {
  * of a set copying every peer's addresses.
  */
 export function allowRules(plans: PolicyPlan[], dir: Direction, sets: SetUser, unionAbove: number): AllowRule[] {
-  const groups = new Map<string, Collecting>()
-  for (const plan of plans) {
-    const d = plan[dir]
-    if (!d?.ok) continue
-    // A valid direction implies a valid subject selector (analysePolicy checks it first).
-    const scope: NamedPortScope = dir === 'ingress' ? { direction: dir, namespace: plan.namespace, subject: plan.subject! } : { direction: dir }
-    d.rules.forEach((r, i) => {
-      let peers: PeerPart[] | null = null
-      if (r.peers !== null) {
-        peers = r.peers.map((p) => peerPart(p, sets.family)).filter((p) => p !== null)
-        // only peers of the other family: this rule allows nothing here
-        if (peers.length === 0) return
-      }
-      const origin = `${policyId(plan)} rule ${i}`
-      for (const port of portMatches(r.ports, scope, sets)) {
-        const key = port.tokens.join(' ')
-        let g = groups.get(key)
-        if (!g) groups.set(key, (g = { ports: port.tokens, label: port.label, parts: new Map(), origins: [] }))
-        g.origins.push(origin)
-        if (peers === null) g.parts = null
-        else if (g.parts) for (const p of peers) addOrigin(g.parts, p, origin)
-      }
-    })
-  }
+  const groups = portGroups(plans, dir, sets)
   const field = dir === 'ingress' ? 'src' : 'dst'
   return [...groups.keys()].sort(compareText).flatMap((key) => {
     const g = groups.get(key)!
@@ -81,6 +58,32 @@ export function allowRules(plans: PolicyPlan[], dir: Direction, sets: SetUser, u
     if (parts.length === 1 || parts.length <= unionAbove) return parts.map((p) => rule(inSet(ownSet(p.peer, sets), field), p.origins))
     return [rule(inSet(unionSet(parts.map((p) => p.peer), sets), field), g.origins)]
   })
+}
+
+/** Every honoured rule of `plans` in `dir`, split by port match: port match text → its peers and origins. */
+function portGroups(plans: PolicyPlan[], dir: Direction, sets: SetUser): Map<string, Group> {
+  const groups = new Map<string, Group>()
+  for (const plan of plans) {
+    const d = plan[dir]
+    if (!d?.ok) continue
+    // A valid direction implies a valid subject selector (analysePolicy checks it first).
+    const scope: NamedPortScope = dir === 'ingress' ? { direction: dir, namespace: plan.namespace, subject: plan.subject! } : { direction: dir }
+    d.rules.forEach((r, i) => {
+      const peers = r.peers === null ? null : r.peers.map((p) => peerPart(p, sets.family)).filter((p) => p !== null)
+      // only peers of the other family: this rule allows nothing here
+      if (peers?.length === 0) return
+      const origin = `${policyId(plan)} rule ${i}`
+      for (const port of portMatches(r.ports, scope, sets)) {
+        const key = port.tokens.join(' ')
+        let g = groups.get(key)
+        if (!g) groups.set(key, (g = { ports: port.tokens, label: port.label, parts: new Map(), origins: [] }))
+        if (g.origins.at(-1) !== origin) g.origins.push(origin)
+        if (peers === null) g.parts = null
+        else if (g.parts) for (const p of peers) addOrigin(g.parts, p, origin)
+      }
+    })
+  }
+  return groups
 }
 
 function addOrigin(parts: Map<string, Part>, peer: PeerPart, origin: string): void {
