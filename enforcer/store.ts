@@ -25,7 +25,8 @@
 import { EventEmitter } from 'node:events'
 import { nullLogger, type Logger } from '../shared/log.ts'
 import type { LocalWorkload, Namespace, NetworkPolicy, Pod, Snapshot } from './model.ts'
-import { canonical, describe, KINDS, normalize, objectKey, stableJson, type Kind, type KubeObject } from './sources/objects.ts'
+import { canonical, describe, KINDS, normalize, objectKey, type Kind, type KubeObject } from './sources/objects.ts'
+import { stableJson } from '../shared/stable-json.ts'
 
 export type { Kind, KubeObject } from './sources/objects.ts'
 

@@ -26,6 +26,7 @@ import { allowRules } from './allow.ts'
 import { analysePolicy, conflictPlan, DIRECTIONS, selects, type PolicyPlan } from './policy.ts'
 import { SetRegistry, type SetRequest, type SetUser } from './sets.ts'
 import { compareText } from './selector.ts'
+import { stableJson } from '../../shared/stable-json.ts'
 import { compileWorkloadChain, resolveWorkloads, type Subject } from './workload.ts'
 
 /** A workload and the policies selecting it, per direction, in namespace/name order. */
@@ -40,16 +41,6 @@ function validateConfig(config: EnforcerConfig): void {
   if (!/^[a-z0-9]{1,10}$/.test(config.ifacePrefix)) throw new Error(`ifacePrefix ${JSON.stringify(config.ifacePrefix)} must be 1-10 lowercase letters or digits`)
   markBits(config.acceptMark)
   if (!Number.isInteger(config.unionAbove) || config.unionAbove < 0) throw new Error(`unionAbove ${config.unionAbove} must be an integer of at least 0`)
-}
-
-/** JSON with sorted object keys, so equal objects compare equal whatever their key order. */
-function stableJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`
-  if (typeof v === 'object' && v !== null) {
-    const entries = Object.keys(v).sort(compareText).map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
-    return `{${entries.join(',')}}`
-  }
-  return JSON.stringify(v) ?? 'null'
 }
 
 /**

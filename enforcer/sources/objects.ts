@@ -7,6 +7,7 @@
 // fields); whether a value makes sense (a CIDR, an operator) is the compiler's
 // call, which fails closed on what it cannot honour.
 import type { LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, ObjectMeta, Pod } from '../model.ts'
+import { stableJson } from '../../shared/stable-json.ts'
 
 export type Kind = 'Namespace' | 'Pod' | 'NetworkPolicy'
 export const KINDS: readonly Kind[] = ['Namespace', 'Pod', 'NetworkPolicy']
@@ -51,14 +52,6 @@ export function normalize(kind: Kind, obj: unknown): Normalized<KubeObject> {
 export function canonical(obj: KubeObject): string {
   const { uid: _uid, resourceVersion: _rv, ...meta } = obj.metadata
   return stableJson({ ...obj, metadata: meta })
-}
-
-export function stableJson(v: unknown): string {
-  return JSON.stringify(v, (_k, val) =>
-    isObject(val) && !Array.isArray(val)
-      ? Object.fromEntries(Object.keys(val).sort().map((k) => [k, val[k]]))
-      : val,
-  )
 }
 
 class Checker {
