@@ -1,20 +1,10 @@
 // JSON with object keys sorted, so objects equal in content give equal text
-// whatever the order of their keys. Values JSON drops (undefined, functions)
-// are dropped the same way: in objects the key goes, in arrays they are null.
+// whatever the order of their keys. JSON.stringify does the writing (values it
+// drops are dropped the same way), so the text comes out as one flat string:
+// callers keep these strings (the store one per object), and a string grown
+// piece by piece stays a tree of pieces in memory.
 export function stableJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null'
-  if (Array.isArray(v)) {
-    let s = '['
-    for (let i = 0; i < v.length; i++) s += (i ? ',' : '') + (dropped(v[i]) ? 'null' : stableJson(v[i]))
-    return s + ']'
-  }
-  const o = v as Record<string, unknown>
-  let s = '{'
-  for (const k of Object.keys(o).sort()) {
-    if (dropped(o[k])) continue
-    s += (s.length > 1 ? ',' : '') + JSON.stringify(k) + ':' + stableJson(o[k])
-  }
-  return s + '}'
+  return JSON.stringify(v, (_k, val: unknown) =>
+    typeof val === 'object' && val !== null && !Array.isArray(val) ? Object.fromEntries(Object.keys(val).sort().map((k) => [k, (val as Record<string, unknown>)[k]])) : val,
+  ) ?? 'null'
 }
-
-const dropped = (x: unknown): boolean => x === undefined || typeof x === 'function' || typeof x === 'symbol'
