@@ -1,6 +1,7 @@
 // `wren-enforcer run --kubeconfig` against the in-repo API server (real
 // list/watch): pods wired by the plugin, a policy created, a pod relabelled
-// and the policy deleted through the API, each proven with traffic.
+// and the policy deleted through the API, each proven with traffic right after
+// `status --wait-synced` (a barrier: watch events are held back meanwhile).
 //
 // The pods are wired with Cluster.addPod (netns, CNI ADD, banner servers) on a
 // Cluster whose folders we set ourselves instead of start(): its agent would
@@ -12,8 +13,7 @@ import { spawn } from 'node:child_process'
 import { Cleanup, REPO, blackhole, exclusiveKernel, tempDir, trySh } from './lib/host.ts'
 import { Cluster, NODE_NAME, POD_CIDR, delay, run, stopProcess, type Pod } from './lib/cluster.ts'
 import { TestApiServer } from './lib/apiserver.ts'
-import { expectFlows, leftovers, noForeignAgents, to, watchForeignAgents, type Case } from './lib/behaviour.ts'
-import { probeFrom } from './lib/probe.ts'
+import { expectFlows, leftovers, noForeignAgents, to, watchForeignAgents } from './lib/behaviour.ts'
 import type { PodSpec } from './scenarios/types.ts'
 
 const NS = 'api'
@@ -40,13 +40,10 @@ async function startAgent(cleanup: Cleanup, api: TestApiServer, c: Cluster): Pro
   }
 }
 
-/** A watch event may still be in flight when `--wait-synced` answers: retry until every case holds (10 s). */
-async function eventually(t: Test, from: Pod, cases: Case[]): Promise<void> {
-  for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
-    const got = await probeFrom(from.netns, cases.map((c) => ({ kind: 'tcp' as const, host: c.to, port: c.port })))
-    if (got.every((r, i) => r.outcome === cases[i]!.expect && (r.outcome !== 'ok' || r.reply === cases[i]!.banner))) break
-  }
-  await expectFlows(t, from, cases)
+/** `status --wait-synced` lists the API server again (a barrier), so the flows hold right after it, without retries. */
+async function synced(c: Cluster): Promise<void> {
+  const r = await run(c.enforcerBin, ['status', '--run-dir', c.runDir, '--wait-synced', '--timeout', '10s'])
+  if (r.code !== 0) throw new Error(`status --wait-synced failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`)
 }
 
 async function scenario(t: Test, api: TestApiServer, c: Cluster): Promise<void> {
@@ -62,15 +59,22 @@ async function scenario(t: Test, api: TestApiServer, c: Cluster): Promise<void> 
   const { client, intruder, srv } = pods as Record<'client' | 'intruder' | 'srv', Pod>
   await expectFlows(t, intruder, [to(srv, 80, 'ok')])
   const np = { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'srv-from-client', namespace: NS }, spec: { podSelector: { matchLabels: { app: 'srv' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] } }
+  // watch events held back: only the barrier's fresh lists can bring each change in
+  api.holdWatches()
   api.create('NetworkPolicy', np)
-  await eventually(t, intruder, [to(srv, 80, 'x')])
+  await synced(c)
+  await expectFlows(t, intruder, [to(srv, 80, 'x')])
   await expectFlows(t, client, [to(srv, 80, 'ok')])
   api.update('Pod', podObject({ ...intruder.spec, labels: { app: 'client' } }))
-  await eventually(t, intruder, [to(srv, 80, 'ok')])
+  await synced(c)
+  await expectFlows(t, intruder, [to(srv, 80, 'ok')])
   api.update('Pod', podObject(intruder.spec))
-  await eventually(t, intruder, [to(srv, 80, 'x')])
+  await synced(c)
+  await expectFlows(t, intruder, [to(srv, 80, 'x')])
+  api.releaseWatches()
   api.delete('NetworkPolicy', np)
-  await eventually(t, intruder, [to(srv, 80, 'ok')])
+  await synced(c)
+  await expectFlows(t, intruder, [to(srv, 80, 'ok')])
 }
 
 // waits for the kernel lock and for other runs' agents: longer than tap's default

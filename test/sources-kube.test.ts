@@ -61,6 +61,33 @@ t.test('initial list: synced, objects normalised into the store', async (t) => {
   t.same(source.stats().Pod.lists, 1)
 })
 
+t.test('rescan is a barrier: the store holds what the API server holds, while watch events are held back', async (t) => {
+  const { api, store, source } = await setup(t)
+  api.create('Pod', pod('prod', 'old', '10.0.0.7'))
+  await source.start()
+  await waitFor('three watches', () => api.watchCount() === 3)
+  api.holdWatches()
+  api.create('NetworkPolicy', policy('prod', 'late'))
+  api.update('Pod', { ...pod('prod', 'old', '10.0.0.7'), metadata: { namespace: 'prod', name: 'old', labels: { app: 'changed' } } })
+  api.create('Pod', pod('prod', 'new', '10.0.0.8'))
+  await new Promise((r) => setTimeout(r, 100))
+  t.notOk(store.get('NetworkPolicy', 'prod', 'late'), 'no event has arrived')
+  await source.rescan()
+  t.ok(store.get('NetworkPolicy', 'prod', 'late'), 'a created policy is there after rescan')
+  t.same(store.get('Pod', 'prod', 'old')?.metadata.labels, { app: 'changed' }, 'an update too')
+  t.ok(store.get('Pod', 'prod', 'new'), 'and a new pod')
+  api.delete('Pod', { metadata: { namespace: 'prod', name: 'old' } })
+  await source.rescan()
+  t.notOk(store.get('Pod', 'prod', 'old'), 'a deletion too')
+  api.releaseWatches()
+  // the held events arrive in order, oldest first; the last one leaves the newest state
+  await waitFor('the deletion event', () => source.stats().Pod.events >= 3)
+  await new Promise((r) => setTimeout(r, 100))
+  t.notOk(store.get('Pod', 'prod', 'old'), 'the stream ends where the lists were')
+  t.ok(store.get('Pod', 'prod', 'new'))
+  t.ok(store.get('NetworkPolicy', 'prod', 'late'))
+})
+
 t.test('create, update and delete events reach the store', async (t) => {
   const { api, store, source } = await setup(t)
   await source.start()

@@ -72,6 +72,7 @@ export class TestApiServer {
   private readonly objects = new Map<ApiKind, Map<string, any>>()
   private readonly watchers = new Set<Watcher>()
   private failures: { count: number; code: number } = { count: 0, code: 500 }
+  private held?: (() => void)[]
   private readonly bookmarkIntervalMs: number
 
   constructor(opts: TestApiServerOptions = {}) {
@@ -144,6 +145,17 @@ export class TestApiServer {
     return n
   }
 
+  /** Watch events of changes from now on wait (in order) until releaseWatches(): a slow watch stream. */
+  holdWatches(): void {
+    this.held ??= []
+  }
+
+  releaseWatches(): void {
+    const held = this.held ?? []
+    this.held = undefined
+    for (const deliver of held) deliver()
+  }
+
   /** The next `count` requests are answered with a Status of `code`. */
   failNext(count: number, code = 500): void {
     this.failures = { count, code }
@@ -180,7 +192,11 @@ export class TestApiServer {
     else this.bucket(kind).set(key, obj)
     const ev: HistoryEvent = { rv: this.rv, kind, type, object: obj }
     this.history.push(ev)
-    for (const w of this.watchers) if (matches(w, ev)) send(w.res, ev.type, ev.object)
+    const deliver = () => {
+      for (const w of this.watchers) if (matches(w, ev)) send(w.res, ev.type, ev.object)
+    }
+    if (this.held) this.held.push(deliver)
+    else deliver()
     return structuredClone(obj)
   }
 

@@ -114,13 +114,24 @@ export class SupervisedInformer {
     this.informer.start().catch((e) => this.onError(e))
   }
 
+  /**
+   * A barrier: lists now and applies the list as a relist does, so the store
+   * holds at least what the API server holds at this moment, even while watch
+   * events are still on their way. An event older than the list that arrives
+   * afterwards shows an older version again for as long as the ordered stream
+   * takes to reach the newest, a state the store had passed through anyway.
+   */
+  async catchUp(): Promise<void> {
+    if (this.stopped) return
+    const res = await this.o.list()
+    if (!this.stopped) this.apply(res)
+  }
+
   private async list(): Promise<KubernetesListObject<KubernetesObject>> {
     if (this.stopped) throw new Error('informer stopped')
     const res = await this.o.list()
     if (this.stopped) throw new Error('informer stopped')
-    this.stats.lists++
-    const items = (res.items ?? []).map((o) => toApiJson(o)).filter((o) => this.relevant(o))
-    this.o.store.replaceAll(this.o.kind, items, KUBE_ORIGIN)
+    const items = this.apply(res)
     this.backoffMs = this.initialMs
     if (!this.synced) {
       this.synced = true
@@ -128,6 +139,14 @@ export class SupervisedInformer {
       this.o.onSynced?.()
     }
     return { ...res, items }
+  }
+
+  /** A list's items, as API JSON and relevant, replace the kind's objects in the store. */
+  private apply(res: KubernetesListObject<KubernetesObject>): KubernetesObject[] {
+    this.stats.lists++
+    const items = (res.items ?? []).map((o) => toApiJson(o)).filter((o) => this.relevant(o))
+    this.o.store.replaceAll(this.o.kind, items, KUBE_ORIGIN)
+    return items
   }
 
   private relevant(obj: any): boolean {

@@ -5,7 +5,8 @@
  *
  * Model: three independent informers; `synced` once all three initial lists
  * succeeded. start() resolves then (the agent must not program the kernel from
- * a partial view) and rejects if stop() comes first.
+ * a partial view) and rejects if stop() comes first. rescan() is a barrier: a
+ * fresh list of each kind.
  * Pods of other nodes that have no IP yet are not kept: they can be neither a
  * local subject nor a peer address, and a busy cluster has many.
  * Concurrency: single event loop; constructor does no I/O.
@@ -61,11 +62,14 @@ export class KubeSource {
   }
 
   /**
-   * The informers stream changes as they happen; a rescan waits until the
-   * initial lists are done, so that "synced" answers are truthful.
+   * After the initial lists, lists every kind once more (informer.catchUp), so
+   * that "synced" covers every change the API server has at the moment of the
+   * call, not only those whose watch events arrived. One list per kind per call:
+   * `status --wait-synced` costs that much in cluster mode.
    */
   async rescan(): Promise<void> {
     await this.syncDone
+    await Promise.all(this.informers.map((i) => i.catchUp()))
   }
 
   async stop(): Promise<void> {
