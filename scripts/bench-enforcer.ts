@@ -30,7 +30,7 @@ const HELP = `usage: scripts/bench-enforcer [--quick] [options]
   --policies N         NetworkPolicies (default 1000; env WREN_BENCH_POLICIES)
   --namespaces N       namespaces (default 50; env WREN_BENCH_NAMESPACES)
   --local N            pods wired on this node by the plugin (default 110; env WREN_BENCH_LOCAL)
-  --changes N          label edits and policy edits, each (default 50)
+  --changes N          label edits and policy edits, each (default 200: with 50, a p99 is the maximum)
   --conn-policies N    policies selecting the receiver in the connection test (default 100)
   --conn-seconds S     length of one connection-rate run (default 5; quick 2)
   --cpu-prof DIR       run the agent under node --cpu-prof, profiles written to DIR at exit
@@ -70,7 +70,7 @@ function options(argv: string[]): Options {
     policies: num('policies', 'WREN_BENCH_POLICIES', 1000, 100),
     namespaces: num('namespaces', 'WREN_BENCH_NAMESPACES', 50, 10),
     local: num('local', 'WREN_BENCH_LOCAL', 110, 20),
-    changes: num('changes', 'WREN_BENCH_CHANGES', 50, 20),
+    changes: num('changes', 'WREN_BENCH_CHANGES', 200, 20),
     connPolicies: num('conn-policies', 'WREN_BENCH_CONN_POLICIES', 100, 100),
     connSeconds: num('conn-seconds', 'WREN_BENCH_CONN_SECONDS', 5, 2),
     cpuProf: v['cpu-prof'] as string | undefined,
