@@ -3,7 +3,8 @@
 // asks what the agent knows and waits for sync; the native plugin shim posts
 // whole plugin invocations to /cni (see cni/serve.ts). Local only: the socket
 // is created 0600 in a root-owned run dir.
-import { createServer, request, type IncomingMessage, type Server } from 'node:http'
+import type { IncomingMessage, Server } from 'node:http'
+import { http } from '../shared/node-http.ts'
 import { chmodSync, mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect } from 'node:net'
@@ -49,7 +50,7 @@ export async function serveControl(runDir: string, h: ControlHandlers): Promise<
   const path = socketPath(runDir)
   if (await socketAlive(path)) throw new Error(`another wren-enforcer is running (it answers on ${path})`)
   rmSync(path, { force: true })
-  const server = createServer(async (req, res) => {
+  const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://agent')
     const reply = (code: number, body: unknown) => {
       res.writeHead(code, { 'content-type': 'application/json' })
@@ -116,7 +117,7 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined
 export function controlGet(runDir: string, pathAndQuery: string, timeoutMs = 130_000): Promise<{ code: number; body: any }> {
   const path = socketPath(runDir)
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: path, path: pathAndQuery, method: 'GET', timeout: timeoutMs }, (res) => {
+    const req = http.request({ socketPath: path, path: pathAndQuery, method: 'GET', timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c) => chunks.push(c))
       res.on('end', () => {

@@ -12,7 +12,8 @@ import { ManifestSource } from './sources/manifests.ts'
 import { RecordSource } from './sources/records.ts'
 import { Store } from './store.ts'
 import { AgentMetrics } from './metrics.ts'
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
+import { http } from '../shared/node-http.ts'
 
 export async function runAgent(config: AgentConfig): Promise<void> {
   const log = createLogger(stderrSink(), config.logLevel, { component: 'wren-enforcer' })
@@ -53,7 +54,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
 
 /** /metrics on TCP for Prometheus (the agent runs on the host network). */
 async function serveMetrics(port: number, metrics: AgentMetrics): Promise<Server> {
-  const server = createServer(async (req, res) => {
+  const server = http.createServer(async (req, res) => {
     if (req.url !== '/metrics') return res.writeHead(404).end()
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
     res.end(await metrics.text())
