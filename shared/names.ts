@@ -44,20 +44,12 @@ export const CHAINS = {
 
 /** Per-workload chain kinds keyed on the host interface name. */
 export type WorkloadChainKind = 'fw' | 'tw'
-/** Per-policy chain kinds keyed on the policy identity. */
-export type PolicyChainKind = 'pi' | 'po'
 
 /** wren-fw-IFACE / wren-tw-IFACE. Interface names are at most 15 chars, so these fit in 28. */
 export function workloadChain(kind: WorkloadChainKind, iface: string): string {
   const name = `${OWNER_PREFIX}-${kind}-${iface}`
   if (name.length > CHAIN_MAX) throw new Error(`chain name ${name} exceeds ${CHAIN_MAX} characters`)
   return name
-}
-
-/** wren-pi-HASH / wren-po-HASH for a policy (namespace, name) and direction. */
-export function policyChain(kind: PolicyChainKind, namespace: string, name: string): string {
-  const prefix = `${OWNER_PREFIX}-${kind}-`
-  return prefix + hashParts([kind, namespace, name], CHAIN_MAX - prefix.length)
 }
 
 /** `union`: the peers of one workload's port group, merged into one hash:net. */

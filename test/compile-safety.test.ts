@@ -11,8 +11,6 @@ const EVIL = [`x" -j ACCEPT`, "a\n-A FORWARD -j ACCEPT", "it's", '$(reboot)', '`
 const TOKEN = /^[A-Za-z0-9_.:,/+-]+$/
 const COMMENT = /^[A-Za-z0-9 ./:_=,-]*$/
 const MEMBER = /^([0-9a-f.:]+(\/\d+)?( nomatch)?|[0-9a-f.:]+,(tcp|udp|sctp):\d+)$/
-/** A list:set holds wren's own set names. */
-const LIST_MEMBER = /^wren[46][inp]-[0-9a-f]+$/
 
 function everyToken(s: DesiredState): string[] {
   return [s.v4, s.v6].flatMap((fs) => fs.chains.flatMap((c) => c.rules.flatMap((r) => [...r.match, ...r.action])))
@@ -25,8 +23,7 @@ function checkSafe(t: Test, s: DesiredState): void {
     for (const c of fs.chains) for (const r of c.rules) if (!COMMENT.test(r.comment) || r.comment.length > 240) t.fail(`unsafe comment ${JSON.stringify(r.comment)}`)
     for (const set of fs.sets) {
       t.match(set.comment, COMMENT)
-      const member = set.type === 'list:set' ? LIST_MEMBER : MEMBER
-      for (const m of set.members) if (!member.test(m)) t.fail(`unsafe member ${JSON.stringify(m)}`)
+      for (const m of set.members) if (!MEMBER.test(m)) t.fail(`unsafe member ${JSON.stringify(m)}`)
     }
   }
 }

@@ -47,7 +47,7 @@ const fromPods = (sel: object) => [{ from: [{ podSelector: sel }] }]
 
 const CASES: Case[] = [
   {
-    // One rule's peers become one list:set: any peer matching allows, an except hides only its own block.
+    // One rule's peers: any peer matching allows, an except hides only its own block (as rules per peer, or in a union).
     name: 'several peers in one rule: any of them, an ipBlock except does not hide another peer',
     policies: [
       P('p', { podSelector: web, ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/16', except: ['10.0.1.0/24'] } }, { podSelector: { matchLabels: { app: 'cli' } } }], ports: [{ port: 80 }] }] }),

@@ -3,7 +3,7 @@
 // commands. Rules are identified by the "wren:HASH" in their comment, never by
 // their text: iptables-save reorders and normalises what was written.
 import { OWNER_PREFIX } from '../../shared/names.ts'
-import type { Family, SetType } from './types.ts'
+import type { Family } from './types.ts'
 
 /** A rule in a built-in chain, kept so hooks can be checked by position. */
 export interface ForeignRule {
@@ -24,7 +24,8 @@ export interface KernelTable {
 }
 
 export interface KernelSet {
-  type: SetType
+  /** Whatever the kernel says, e.g. the list:sets of wren's earlier layout (plan.ts destroys those first). */
+  type: string
   family: Family
   maxelem: number
   members: Set<string>
@@ -98,7 +99,7 @@ export function parseIpsetSave(text: string, owner: string = OWNER_PREFIX): Map<
         return i < 0 ? undefined : f[i + 1]
       }
       sets.set(f[1], {
-        type: f[2] as SetType,
+        type: f[2],
         family: opt('family') === 'inet6' ? 6 : 4,
         // a list:set has `size` for maxelem, and no family (plan.ts does not compare it)
         maxelem: Number(opt('maxelem') ?? opt('size') ?? 65536),

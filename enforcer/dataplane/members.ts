@@ -1,8 +1,7 @@
 // Set members in the spelling `ipset save` prints them, so that desired and
 // kernel contents compare as plain strings: host bits of a CIDR cleared, a
 // full-length prefix dropped, IPv6 compressed the way glibc's inet_ntop does.
-// Anything that is not an address, CIDR, address,proto:port or (list:set) a
-// set name throws: a member is written into an `ipset restore` file, so it
+// Anything that is not an address, CIDR or address,proto:port throws: a member is written into an `ipset restore` file, so it
 // must never carry anything else.
 import type { Family, SetType } from './types.ts'
 
@@ -10,19 +9,13 @@ export class MemberError extends Error {
   override name = 'MemberError'
 }
 
-/** A list:set member is another set's name (prepare checks that it exists). */
-const SET_NAME = /^[A-Za-z0-9_.:-]{1,31}$/
 const PROTOS = new Set(['tcp', 'udp', 'sctp', 'udplite'])
 /** An IPv4 address already in canonical dotted-quad form (no leading zeros): the common case, checked without BigInt. */
 const PLAIN_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
 
 export function canonicalMember(type: SetType, family: Family, member: string, where: string): string {
-  if (family === 4 && type !== 'hash:ip,port' && type !== 'list:set' && PLAIN_V4.test(member)) return member
+  if (family === 4 && type !== 'hash:ip,port' && PLAIN_V4.test(member)) return member
   const fail = (why: string) => new MemberError(`${where}: member ${JSON.stringify(member)} ${why}`)
-  if (type === 'list:set') {
-    if (!SET_NAME.test(member)) throw fail('is not a set name')
-    return member
-  }
   let text = member.trim()
   let nomatch = false
   if (text.endsWith(' nomatch')) {

@@ -2,14 +2,14 @@
 // apply, in the order they must run. Pure.
 //
 //   a. sets:    one `ipset restore`: new sets created and filled; small changes
-//               as del/add; large changes filled into tempSetName(name) and swapped.
-//               list:sets last: adding a set to a list:set needs it to exist
+//               as del/add; large changes filled into tempSetName(name) and swapped
 //   b. tables:  per (family, table) one `iptables-restore --noflush`: changed or
 //               new chains declared, flushed and rewritten whole; hook rules fixed
 //   c. stale:   per (family, table) a second restore flushing and deleting stale
 //               chains, which nothing references once (b) is in
 //   d. sets:    one `ipset restore` destroying stale sets, now unreferenced;
-//               list:sets first, as a set in a list:set cannot be destroyed
+//               list:sets first (wren's earlier layout made them): a set a
+//               list:set holds cannot be destroyed
 import { tempSetName } from '../../shared/names.ts'
 import type { ForeignRule, KernelSet, KernelTable } from './kernel.ts'
 import type { Prepared, PreparedHook, PreparedSet, PreparedTable } from './prepare.ts'
@@ -82,8 +82,7 @@ function planSets(desired: Prepared, have: Map<string, KernelSet>, maxelem: numb
   const edits: string[] = []
   const swaps: string[] = []
   const tempsDestroyed = new Set<string>()
-  const ordered = [...desired.sets].sort(([, a], [, b]) => Number(a.set.type === 'list:set') - Number(b.set.type === 'list:set'))
-  for (const [name, ps] of ordered) {
+  for (const [name, ps] of desired.sets) {
     const k = have.get(name)
     const create = (n: string) => renderSetCreate(n, ps.set.type, ps.set.family, maxelem)
     if (!k) {
@@ -93,9 +92,7 @@ function planSets(desired: Prepared, have: Map<string, KernelSet>, maxelem: numb
       continue
     }
     const { adds, dels } = memberDiff(ps, k)
-    // the kernel keeps no family for a list:set: its members have one
-    const sameFamily = k.family === ps.set.family || k.type === 'list:set'
-    const sameHeader = k.type === ps.set.type && sameFamily && k.maxelem === maxelem
+    const sameHeader = k.type === ps.set.type && k.family === ps.set.family && k.maxelem === maxelem
     if (sameHeader && adds.length + dels.length === 0) continue
     if (sameHeader && (adds.length + dels.length) * 2 <= Math.max(k.members.size, ps.members.size)) {
       stats.setsUpdated++
@@ -105,7 +102,7 @@ function planSets(desired: Prepared, have: Map<string, KernelSet>, maxelem: numb
       edits.push(...dels.map((m) => renderMember('del', name, m)), ...adds.map((m) => renderMember('add', name, m)))
       continue
     }
-    if (k.type !== ps.set.type || !sameFamily)
+    if (k.type !== ps.set.type || k.family !== ps.set.family)
       throw new RenderError(`set ${name} exists as ${k.type} IPv${k.family}, desired ${ps.set.type} IPv${ps.set.family}: the kernel cannot swap across types; set names must encode type and family`)
     stats.setsSwapped++
     stats.membersAdded += adds.length

@@ -89,7 +89,6 @@ export function prepare(state: DesiredState, maxelem: number, owner: string = OW
       sets.set(set.name, { set, members })
     }
   }
-  for (const { set } of sets.values()) if (set.type === 'list:set') checkListMembers(set, sets)
   const families = new Map<Family, Map<Table, PreparedTable>>()
   families.set(4, prepareFamily(state.v4, sets, owner, memo, next))
   families.set(6, prepareFamily(state.v6, sets, owner, memo, next))
@@ -181,15 +180,5 @@ function checkReferences(refs: Reference[], place: string, pt: PreparedTable, se
     const s = sets.get(name)
     if (!s) throw new RenderError(`${where}: matches set ${name}, which is not in the desired state`)
     if (s.set.family !== family) throw new RenderError(`${where}: IPv${family} rule matches IPv${s.set.family} set ${name}`)
-  }
-}
-
-/** ipset refuses a list:set naming a missing set or another list:set; a set of the other family would never match. */
-function checkListMembers(set: IpSet, sets: Map<string, PreparedSet>): void {
-  for (const m of set.members) {
-    const member = sets.get(m)
-    if (!member) throw new RenderError(`list set ${set.name} holds set ${m}, which is not in the desired state`)
-    if (member.set.type === 'list:set') throw new RenderError(`list set ${set.name} holds list set ${m}`)
-    if (member.set.family !== set.family) throw new RenderError(`IPv${set.family} list set ${set.name} holds IPv${member.set.family} set ${m}`)
   }
 }

@@ -120,12 +120,10 @@ export function ipsetFamily(family: Family): 'inet' | 'inet6' {
   return family === 4 ? 'inet' : 'inet6'
 }
 
-/** A list:set has no family of its own (its members have) and a `size` where hash sets have `maxelem`. */
 export function renderSetCreate(name: string, type: SetType, family: Family, maxelem: number): string {
   checkSetName(name)
-  if (!['hash:ip', 'hash:net', 'hash:ip,port', 'list:set'].includes(type)) throw new RenderError(`set ${name}: unsupported type ${type}`)
+  if (!['hash:ip', 'hash:net', 'hash:ip,port'].includes(type)) throw new RenderError(`set ${name}: unsupported type ${type}`)
   if (!Number.isInteger(maxelem) || maxelem < 1) throw new RenderError(`set ${name}: bad maxelem ${maxelem}`)
-  if (type === 'list:set') return `create ${name} list:set size ${maxelem}`
   return `create ${name} ${type} family ${ipsetFamily(family)} maxelem ${maxelem}`
 }
 

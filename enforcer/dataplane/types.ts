@@ -25,8 +25,8 @@ export interface Chain {
   rules: Rule[]
 }
 
-/** `list:set` holds other sets (never list sets) of its own family, by name; it matches when any of them does. */
-export type SetType = 'hash:ip' | 'hash:net' | 'hash:ip,port' | 'list:set'
+/** The set types wren programs. */
+export type SetType = 'hash:ip' | 'hash:net' | 'hash:ip,port'
 
 export interface IpSet {
   name: string
@@ -34,7 +34,7 @@ export interface IpSet {
   family: Family
   /**
    * Members in ipset's text form: '10.0.0.1', '10.0.0.0/24', '10.0.1.0/28 nomatch',
-   * '10.0.0.1,tcp:80', or set names for a list:set. Canonical (sorted, deduplicated) so equality is textual.
+   * '10.0.0.1,tcp:80'. Canonical (sorted, deduplicated) so equality is textual.
    */
   members: string[]
   comment: string

@@ -84,11 +84,7 @@ function matchModule(ctx: Ctx, tok: string[], i: number): [boolean, number] {
     const dirs = tok[i + 3]
     const key = dirs === 'src' ? pkt.src : dirs === 'dst' ? pkt.dst : dirs === 'dst,dst' ? `${pkt.dst},${pkt.proto}:${pkt.dport}` : null
     if (key === null) throw new Error(`bad set dirs ${dirs}`)
-    if (set.type !== 'list:set') return [setHas(set, key), i + 4]
-    // list:set: each member set is asked in turn with the same key; any match matches
-    const members = set.members.map((m) => findSet(ctx, m))
-    for (const m of members) if (m.type === 'list:set') throw new Error(`list set ${set.name} holds list set ${m.name}`)
-    return [members.some((m) => setHas(m, key)), i + 4]
+    return [setHas(set, key), i + 4]
   }
   if (mod === 'mark' && opt === '--mark') {
     const [v, m] = tok[i + 2].split('/').map((x) => Number(x))
