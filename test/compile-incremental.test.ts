@@ -6,7 +6,7 @@
 // are drawn from a small label space where selectors overlap a lot.
 import t from 'tap'
 import { compile, Compiler } from '../enforcer/compile/index.ts'
-import { DEFAULT_ENFORCER_CONFIG, type LocalWorkload, type Snapshot } from '../enforcer/model.ts'
+import { DEFAULT_ENFORCER_CONFIG, type EnforcerConfig, type LocalWorkload, type Snapshot } from '../enforcer/model.ts'
 
 type Obj = Record<string, any>
 
@@ -131,19 +131,29 @@ function mutate(s: { namespaces: Obj[]; pods: Obj[]; policies: Obj[]; workloads:
   return 'workloads'
 }
 
+/** A random start: namespaces, `pods` pods, 12 policies, 8 local workloads (`ips` gives each its record IPs). */
+function startWorld(w: ReturnType<typeof world>, pods: number, ips: (i: number) => string[]) {
+  const s = {
+    namespaces: NS.map(w.nsObj),
+    pods: Array.from({ length: pods }, (_, i) => w.newPod(i)),
+    policies: Array.from({ length: 12 }, (_, i) => w.newPolicy(i)),
+    workloads: [] as LocalWorkload[],
+  }
+  for (let i = 0; i < 8; i++) s.workloads.push({ hostIface: `wrenl${i}`, namespace: s.pods[i * 3].metadata.namespace, pod: s.pods[i * 3].metadata.name, ips: ips(i) })
+  return s
+}
+
+/** Odd seeds: every port group of several peers a union set, so union members are checked across changes too. */
+function configFor(seed: number): EnforcerConfig {
+  return { ...DEFAULT_ENFORCER_CONFIG, allowWorkloadToHost: seed % 2 === 0, unionAbove: seed % 2 ? 0 : DEFAULT_ENFORCER_CONFIG.unionAbove }
+}
+
 for (const seed of [1, 2, 3, 4]) {
   t.test(`seed ${seed}: incremental compile equals a fresh compile after every change`, (t) => {
     const rand = rng(seed)
     const w = world(rand)
-    const s = {
-      namespaces: NS.map(w.nsObj),
-      pods: Array.from({ length: 40 }, (_, i) => w.newPod(i)),
-      policies: Array.from({ length: 12 }, (_, i) => w.newPolicy(i)),
-      workloads: [] as LocalWorkload[],
-    }
-    for (let i = 0; i < 8; i++) s.workloads.push({ hostIface: `wrenl${i}`, namespace: s.pods[i * 3].metadata.namespace, pod: s.pods[i * 3].metadata.name, ips: [] })
-    // odd seeds: every port group of several peers a union set, so union members are checked across changes too
-    const config = { ...DEFAULT_ENFORCER_CONFIG, allowWorkloadToHost: seed % 2 === 0, unionAbove: seed % 2 ? 0 : DEFAULT_ENFORCER_CONFIG.unionAbove }
+    const s = startWorld(w, 40, () => [])
+    const config = configFor(seed)
     const compiler = new Compiler(config)
     let failures = 0
     for (let step = 0; step < 300 && failures < 3; step++) {
@@ -232,15 +242,8 @@ for (const seed of [11, 12, 13]) {
   t.test(`seed ${seed}: frozen objects kept by identity compile like a fresh compile after every change`, (t) => {
     const rand = rng(seed)
     const w = world(rand)
-    const s = {
-      namespaces: NS.map(w.nsObj),
-      pods: Array.from({ length: 60 }, (_, i) => w.newPod(i)),
-      policies: Array.from({ length: 12 }, (_, i) => w.newPolicy(i)),
-      workloads: [] as LocalWorkload[],
-    }
-    for (let i = 0; i < 8; i++) s.workloads.push({ hostIface: `wrenl${i}`, namespace: s.pods[i * 3].metadata.namespace, pod: s.pods[i * 3].metadata.name, ips: i % 2 ? ['10.7.0.' + i] : [] })
-    // odd seeds: every port group of several peers a union set, so union members are checked across changes too
-    const config = { ...DEFAULT_ENFORCER_CONFIG, allowWorkloadToHost: seed % 2 === 0, unionAbove: seed % 2 ? 0 : DEFAULT_ENFORCER_CONFIG.unionAbove }
+    const s = startWorld(w, 60, (i) => (i % 2 ? ['10.7.0.' + i] : []))
+    const config = configFor(seed)
     const compiler = new Compiler(config)
     const snapshot = frozenSnapshots()
     let failures = 0

@@ -4,8 +4,6 @@
 // rule each, or many peers through one union set, so a new connection costs a
 // bounded number of set lookups per port group however many policies select
 // the pod (a chain per policy would cost one lookup per policy).
-import type { SetType } from '../dataplane/types.ts'
-import type { SetKind } from '../../shared/names.ts'
 import { inSet } from './match.ts'
 import type { MemberSource } from './members.ts'
 import { peerPart, type PeerPart } from './peers.ts'
@@ -100,9 +98,7 @@ function ownSet(p: PeerPart, sets: SetUser): string {
 /** One set holding every address of the peers (sorted by key, so equal groups share it). */
 function unionSet(peers: PeerPart[], sets: SetUser): string {
   const source: MemberSource = { kind: 'union', parts: peers.map((p) => p.unionPart) }
-  const kind: SetKind = 'union'
-  const type: SetType = 'hash:net'
   // pods first in the words: a long list of blocks is what gets cut at the comment's length
   const words = [...peers.filter((p) => p.kind === 'ip'), ...peers.filter((p) => p.kind !== 'ip')].map((p) => p.description)
-  return sets.use(kind, JSON.stringify(peers.map((p) => p.key)), type, `any of: ${words.join(' or ')}`, source)
+  return sets.use('union', JSON.stringify(peers.map((p) => p.key)), 'hash:net', `any of: ${words.join(' or ')}`, source)
 }
