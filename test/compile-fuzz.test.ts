@@ -33,19 +33,13 @@ import { DEFAULT_ENFORCER_CONFIG, type EnforcerConfig, type LabelSelector, type 
 import type { DesiredState } from '../enforcer/dataplane/types.ts'
 import { flow, ns, pod, policy, snapshot, workload } from './lib/compile-sim.ts'
 import { bits, formatIp, inCidr, Oracle, parseIp, type Ip, type Proto } from './lib/policy-oracle.ts'
+import { rng } from './lib/rng.ts'
 
-// --- seeded PRNG (mulberry32) -------------------------------------------------
+// --- seeded choices -----------------------------------------------------------
 class Rng {
-  private s: number
+  readonly next: () => number
   constructor(seed: number) {
-    this.s = (seed * 0x9e3779b1) >>> 0
-  }
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0
-    let x = this.s
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+    this.next = rng((seed * 0x9e3779b1) >>> 0)
   }
   /** Integer in [lo, hi]. */
   int(lo: number, hi: number): number {

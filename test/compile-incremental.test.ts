@@ -7,19 +7,10 @@
 import t from 'tap'
 import { compile, Compiler } from '../enforcer/compile/index.ts'
 import { DEFAULT_ENFORCER_CONFIG, type EnforcerConfig, type LocalWorkload, type Snapshot } from '../enforcer/model.ts'
+import { rng } from './lib/rng.ts'
 
 type Obj = Record<string, any>
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const NS = ['a', 'b', 'c']
 const APPS = ['web', 'api', 'db']

@@ -5,6 +5,7 @@ import { compile } from '../enforcer/compile/index.ts'
 import type { DesiredState } from '../enforcer/dataplane/types.ts'
 import { DEFAULT_ENFORCER_CONFIG, type Snapshot } from '../enforcer/model.ts'
 import { ns, pod, policy, snapshot, workload } from './lib/compile-sim.ts'
+import { rng } from './lib/rng.ts'
 
 const SNAP: Snapshot = snapshot({
   namespaces: [ns('a', { env: 'prod' }), ns('b', { env: 'dev' })],
@@ -27,13 +28,7 @@ const SNAP: Snapshot = snapshot({
 
 /** A seeded permutation (mulberry32), so failures reproduce. */
 function shuffle<T>(items: readonly T[], seed: number): T[] {
-  let s = seed >>> 0
-  const rand = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let x = Math.imul(s ^ (s >>> 15), 1 | s)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
+  const rand = rng(seed)
   const out = [...items]
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1))

@@ -8,6 +8,7 @@
 // in its first round selects every pod of its namespace and admits tier=web on
 // port 8080: the label and policy edits of the benchmark act on those.
 import { policyShape, SHAPES } from './shapes.ts'
+import { rng } from '../../test/lib/rng.ts'
 
 export type Labels = Record<string, string>
 export type Obj = Record<string, any>
@@ -43,16 +44,6 @@ export const CONN_PORT = 8080
 const REMOTE_BASE = (10 << 24) | (99 << 16) // 10.99.0.0/16
 
 /** mulberry32: small, seedable, good enough to spread labels. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const pad = (n: number, w = 4) => String(n).padStart(w, '0')
 export const nsName = (i: number) => `ns-${pad(i, 2)}`
