@@ -30,6 +30,8 @@ export interface Writer {
   apply(state: DesiredState): Promise<unknown>
   /** Forget what the writer believes is in the kernel: its next apply reads it (drift repair). */
   invalidate?(): void
+  /** Read the kernel ahead of the first apply (done while the sources load). */
+  prefetch?(): Promise<void>
 }
 
 /** How often the kernel is re-read to repair drift (someone deleted a rule or a set member). */
@@ -84,8 +86,16 @@ export class Agent {
   }
 
   async start(): Promise<void> {
-    const { sources, store, log } = this.deps
-    await Promise.all(sources.map((s) => s.start()))
+    const { sources, store, log, writer } = this.deps
+    const now = this.deps.now ?? Date.now
+    // The kernel read of the first sync overlaps the sources' initial load; it
+    // counts as the drift check's read. A failed prefetch only means the first
+    // apply reads the kernel itself.
+    const prefetch = writer.prefetch?.().then(
+      () => void (this.lastKernelRead = now()),
+      (e) => log.warn('reading the kernel ahead of the first sync failed; the first apply reads it', { err: (e as Error).message }),
+    )
+    await Promise.all([...sources.map((s) => s.start()), prefetch])
     log.info('sources synced', { generation: store.generation })
     store.on('change', () => this.runner.trigger())
     this.runner.start()

@@ -46,15 +46,26 @@ class FakeWriter {
   }
 }
 
+/** A writer that reads the kernel ahead of the first apply, as the real one does. */
+class PrefetchingWriter extends FakeWriter {
+  prefetches = 0
+  constructor(private readonly read: () => Promise<void>) {
+    super()
+  }
+  prefetch() {
+    this.prefetches++
+    return this.read()
+  }
+}
+
 const ns = { metadata: { name: 'demo', labels: {} } }
 const pod = (name: string) => ({ metadata: { name, namespace: 'demo', labels: { app: name } }, spec: { containers: [] } })
 const workload = (name: string, iface: string, ip: string) => ({ hostIface: iface, namespace: 'demo', pod: name, ips: [ip] })
 
-function setup(t: any, now?: () => number) {
+function setup<W extends FakeWriter = FakeWriter>(t: any, now?: () => number, writer: W = new FakeWriter() as W) {
   const store = new Store({ log: nullLogger })
   const cluster = new FakeSource()
   const records = new FakeSource()
-  const writer = new FakeWriter()
   const agent = new Agent({ store, sources: [cluster, records], records, writer, config: DEFAULT_ENFORCER_CONFIG, log: nullLogger, now })
   t.teardown(() => agent.stop())
   return { store, cluster, records, writer, agent }
@@ -134,4 +145,26 @@ t.test('the kernel is re-read by the periodic drift check, not by every sync', a
   await agent.runner.whenIdle()
   t.equal(writer.invalidations, 2, 'after the drift interval the kernel is read again, by a run of its own right after')
   t.equal(writer.applies.length, 4, 'initial, edit, change, drift check')
+})
+
+t.test('a writer that reads the kernel while the sources load is not made to read it again', async (t) => {
+  for (const fails of [false, true]) {
+    let sourcesDone = false
+    const read = async () => {
+      t.notOk(sourcesDone, 'the prefetch starts before the sources finish')
+      if (fails) throw new Error('iptables-nft-save: simulated failure')
+    }
+    const { cluster, records, writer, agent } = setup(t, undefined, new PrefetchingWriter(read))
+    const started = agent.start()
+    setTimeout(() => {
+      sourcesDone = true
+      cluster.finishInitialSync()
+      records.finishInitialSync()
+    }, 20)
+    await started
+    t.ok(await agent.waitSynced(2000), 'synced')
+    t.equal(writer.prefetches, 1, 'prefetched once')
+    t.equal(writer.invalidations, fails ? 1 : 0, fails ? 'a failed prefetch: the first sync reads the kernel' : 'the first sync uses the prefetched read')
+    await agent.stop()
+  }
 })

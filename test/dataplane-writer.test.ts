@@ -46,10 +46,12 @@ const inputs = (k: FakeKernel, from = 0) => k.writes(from).map((c) => `${c.cmd}\
 t.test('cold apply creates sets, then chains, then hooks; a second apply writes nothing', async (t) => {
   const { k, dp } = setup()
   const r = await dp.apply(sampleState())
-  t.match(r, { read: true, setsCreated: 2, chainsWritten: 5, hooksInserted: 3, restores: 4 })
+  t.match(r, { read: true, setsCreated: 2, chainsWritten: 5, hooksInserted: 3, restores: 3 })
   const w = k.writes()
-  t.same(w.map((c) => c.cmd), ['ipset', 'iptables-nft-restore', 'iptables-nft-restore', 'ip6tables-nft-restore'])
+  t.same(w.map((c) => c.cmd).sort(), ['ip6tables-nft-restore', 'ipset', 'iptables-nft-restore'])
+  t.equal(w[0].cmd, 'ipset', 'sets before any rule that uses them')
   t.same(w[1].args, ['--noflush', '--wait=10'])
+  t.match(w.find((c) => c.cmd === 'iptables-nft-restore')!.input, /^\*filter\n[^]*COMMIT\n\*raw\n[^]*COMMIT\n$/, 'one restore per family, a COMMIT per table')
   t.same(chainNames(k, 4, 'filter'), ['wren-FORWARD', 'wren-from-wl-dispatch', 'wren-fw-wrenaaaa'])
   t.same(chainNames(k, 4, 'raw'), ['wren-PREROUTING'])
   t.same(chainNames(k, 6, 'filter'), ['wren6-FORWARD'])
@@ -201,6 +203,33 @@ t.test('drift repair: read when the last read is resyncMs old, from the cache be
 
   const s = sampleState(ips(51))
   t.match(await dp.apply(s), { read: false, setsUpdated: 1, membersAdded: 1, restores: 1 }, 'a change diffed against the cache')
+})
+
+t.test('prefetch: the kernel read ahead of time is the first apply\'s cache', async (t) => {
+  const { k, dp } = setup({ resyncMs: 60_000 })
+  await dp.apply(sampleState())
+  const restarted = new Dataplane({ exec: k.exec, log: nullLogger, backend: 'nft', resyncMs: 60_000 })
+  await restarted.prefetch()
+  const reads = k.calls.length
+  k.table(4, 'filter').get('wren-fw-wrenaaaa')!.pop() // drift after the read is not seen until the next read
+  const s = sampleState()
+  s.v4.sets[0].members = ips(51)
+  t.match(await restarted.apply(s), { read: false, setsUpdated: 1, membersAdded: 1, chainsWritten: 0 }, 'diffed against the prefetched read')
+  t.notOk(k.calls.slice(reads).some((c) => c.cmd.endsWith('-save') || c.args[0] === 'save'), 'no save after the prefetch')
+  restarted.invalidate()
+  t.match(await restarted.apply(s), { read: true, chainsWritten: 1 }, 'the next read repairs the drift')
+})
+
+t.test('a v6 write failing while v4 succeeds: the apply fails after both finished', async (t) => {
+  const { k, dp } = setup()
+  k.failures.push({ match: /^ip6tables-nft-restore/, stderr: 'ip6tables-restore: line 2 failed' })
+  const err = await dp.apply(sampleState()).then(() => undefined, (e) => e)
+  t.type(err, DataplaneError)
+  t.equal(err.phase, 'v6 filter')
+  t.same(chainNames(k, 4, 'raw'), ['wren-PREROUTING'], 'v4 landed')
+  t.same(chainNames(k, 6, 'filter'), [], 'v6 did not')
+  t.match(await dp.apply(sampleState()), { read: true, chainsWritten: 1, restores: 1 }, 'the retry writes only v6')
+  t.same(chainNames(k, 6, 'filter'), ['wren6-FORWARD'])
 })
 
 t.test('a failed write names its input, drops the cache, and the retry completes', async (t) => {

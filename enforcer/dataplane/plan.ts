@@ -3,9 +3,11 @@
 //
 //   a. sets:    one `ipset restore`: new sets created and filled; small changes
 //               as del/add; large changes filled into tempSetName(name) and swapped
-//   b. tables:  per (family, table) one `iptables-restore --noflush`: changed or
-//               new chains declared, flushed and rewritten whole; hook rules fixed
-//   c. stale:   per (family, table) a second restore flushing and deleting stale
+//   b. tables:  per (family, table) an `iptables-restore --noflush` block (the
+//               writer sends a family's tables in one restore, the two families
+//               side by side): changed or new chains declared, flushed and
+//               rewritten whole; hook rules fixed
+//   c. stale:   per (family, table) a second block flushing and deleting stale
 //               chains, which nothing references once (b) is in
 //   d. sets:    one `ipset restore` destroying stale sets, now unreferenced;
 //               list:sets first (wren's earlier layout made them): a set a

@@ -31,7 +31,7 @@ import { type Exec, ExecError, execOk } from '../../shared/exec.ts'
 import type { Logger } from '../../shared/log.ts'
 import { type Backend, type BackendMode, RESTORE_ARGS, detectBackend } from './backend.ts'
 import { type KernelSet, type KernelTable, parseIpsetSave, parseSave } from './kernel.ts'
-import { type ActualState, type Plan, type PlanStats, makePlan } from './plan.ts'
+import { type ActualState, type Plan, type PlanStats, type TableWrite, makePlan } from './plan.ts'
 import { type Prepared, PrepareMemo, prepare } from './prepare.ts'
 import { cleanupAll, countStatus, type KernelStatus } from './inventory.ts'
 import type { DesiredState, Family, Table } from './types.ts'
@@ -116,6 +116,20 @@ export class Dataplane {
     return this.serial(async () => countStatus(this.opts.exec, await this.getBackend(), this.owner))
   }
 
+  /**
+   * Detects the backend and reads the kernel now, so a starting agent does it
+   * while its sources load rather than after. The read becomes the cache of the
+   * first apply (trusted for resyncMs like any read; the drift check repairs
+   * what changes in between).
+   */
+  prefetch(): Promise<void> {
+    return this.serial(async () => {
+      const readAt = this.now()
+      const state = await this.read(await this.getBackend(), [...ALWAYS_READ])
+      this.cache = { state, readAt }
+    })
+  }
+
   /** Forget the cache: the next apply reads the kernel. */
   invalidate(): void {
     this.cache = undefined
@@ -172,7 +186,12 @@ export class Dataplane {
     return state
   }
 
-  /** Runs the plan's phases in order; the first failure stops the apply and names its input. */
+  /**
+   * Runs the plan's phases in order; the first failure stops the apply and
+   * names its input. Within a phase the two families are independent rulesets,
+   * so each family's tables go in one restore and the families run side by side
+   * (legacy iptables serialises them on the xtables lock anyway).
+   */
   private async write(backend: Backend, plan: Plan): Promise<number> {
     let n = 0
     const run = async (phase: string, cmd: string, args: readonly string[], input: string) => {
@@ -185,14 +204,28 @@ export class Dataplane {
         throw new DataplaneError(phase, input, e)
       }
     }
+    const perFamily = (pick: (tw: TableWrite) => string | undefined, what: string) =>
+      settleAll(
+        ([4, 6] as const).map((family) => {
+          const writes = plan.tables.filter((tw) => tw.family === family && pick(tw))
+          if (!writes.length) return undefined
+          const phase = `v${family} ${writes.map((tw) => tw.table).join('+')}${what}`
+          return run(phase, backend.restore(family), RESTORE_ARGS, writes.map(pick).join(''))
+        }),
+      )
     if (plan.sets) await run('sets', 'ipset', ['restore'], plan.sets)
-    for (const tw of plan.tables)
-      if (tw.write) await run(`v${tw.family} ${tw.table}`, backend.restore(tw.family), RESTORE_ARGS, tw.write)
-    for (const tw of plan.tables)
-      if (tw.remove) await run(`v${tw.family} ${tw.table} stale chains`, backend.restore(tw.family), RESTORE_ARGS, tw.remove)
+    await perFamily((tw) => tw.write, '')
+    await perFamily((tw) => tw.remove, ' stale chains')
     if (plan.destroySets) await run('stale sets', 'ipset', ['restore'], plan.destroySets)
     return n
   }
+}
+
+/** Waits for every job, then throws the first failure (so no restore is still running when the apply fails). */
+async function settleAll(jobs: (Promise<void> | undefined)[]): Promise<void> {
+  const results = await Promise.allSettled(jobs)
+  const failed = results.find((r) => r.status === 'rejected')
+  if (failed) throw (failed as PromiseRejectedResult).reason
 }
 
 function tablesToRead(desired: Prepared, cached: ActualState | undefined): Table[] {
