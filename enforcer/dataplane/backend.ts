@@ -47,8 +47,8 @@ interface Probe {
 async function probe(exec: Exec, mode: BackendMode): Promise<Probe> {
   const b = backendFor(mode, '')
   const result: Probe = { hint: false, rules: 0, works: false }
-  for (const fam of [4, 6] as const) {
-    const r = await exec(b.save(fam), []).catch(() => undefined)
+  const outputs = await Promise.all(([4, 6] as const).map((fam) => exec(b.save(fam), []).catch(() => undefined)))
+  for (const r of outputs) {
     if (!r || r.code !== 0) continue
     result.works = true
     for (const line of r.stdout.split('\n')) {
@@ -68,9 +68,9 @@ export async function detectBackend(exec: Exec, log: Logger, override?: BackendM
     log.info('iptables backend set by configuration', { backend: override })
     return backendFor(override, 'configured')
   }
-  const nft = await probe(exec, 'nft')
+  // both at once: each is two full saves, and the answer needs both unless nft has the hint
+  const [nft, legacy] = await Promise.all([probe(exec, 'nft'), probe(exec, 'legacy')])
   if (nft.hint) return chosen(log, backendFor('nft', 'kubelet hint chain in the nft ruleset'))
-  const legacy = await probe(exec, 'legacy')
   if (legacy.hint) return chosen(log, backendFor('legacy', 'kubelet hint chain in the legacy ruleset'))
   if (!nft.works && !legacy.works) throw new Error('neither iptables-nft-save nor iptables-legacy-save runs on this node')
   const mode: BackendMode = !nft.works ? 'legacy' : !legacy.works ? 'nft' : legacy.rules > nft.rules ? 'legacy' : 'nft'
