@@ -21,7 +21,7 @@ program
   .option('--node-name <name>', 'this node (defaults to the hostname)')
   .option('--iface-prefix <prefix>', 'host interface prefix of workloads', 'wren')
   .option('--accept-mark <bit>', 'the mark bit meaning "policy accepted"', '0x10000')
-  .option('--set-max-elem <n>', 'ipset maxelem', '65536')
+  .option('--set-max-elem <n>', 'entries a set may hold (ipset maxelem); a set that would hold more is left empty and reported', '1048576')
   .option('--union-above <n>', 'peers of one port group matched one rule each; more share one union set (0: always a union)', '8')
   .addOption(new Option('--workload-to-host <mode>', 'pod → own node traffic').choices(['accept', 'policy']).default('accept'))
   .addOption(new Option('--iptables-backend <mode>', 'iptables backend (auto: the one kubelet/kube-proxy use)').choices(['auto', 'nft', 'legacy']).default('auto'))

@@ -100,7 +100,12 @@ export interface EnforcerConfig {
   acceptMark: number
   /** Accept pod→own-node traffic without consulting egress policy (Kubernetes requires host reachability). */
   allowWorkloadToHost: boolean
-  /** ipset maxelem for every set. */
+  /**
+   * ipset maxelem of every set. A set whose members would exceed it is left
+   * empty (its rules allow nothing) and reported: the kernel would refuse the
+   * whole apply. Default 1,048,576 as Calico's: maxelem reserves no memory,
+   * it only caps growth.
+   */
   setMaxElem: number
   /**
    * Peers one port group of a workload matches one rule each; a group with more
@@ -114,6 +119,6 @@ export const DEFAULT_ENFORCER_CONFIG: EnforcerConfig = {
   ifacePrefix: 'wren',
   acceptMark: 0x10000,
   allowWorkloadToHost: true,
-  setMaxElem: 65536,
+  setMaxElem: 1_048_576,
   unionAbove: 8,
 }

@@ -122,3 +122,19 @@ t.test('a bad config is refused rather than compiled', async (t) => {
   t.throws(() => compile(s, { ...DEFAULT_ENFORCER_CONFIG, ifacePrefix: 'wr+' }), /ifacePrefix/)
   t.doesNotThrow(() => compile(s, { ...DEFAULT_ENFORCER_CONFIG, acceptMark: 0x80000000 }))
 })
+
+t.test('a set with more entries than --set-max-elem is left empty and reported; the rest is programmed', async (t) => {
+  // 6 client pods behind one selector; a set may hold 5
+  const clients = Array.from({ length: 6 }, (_, i) => pod('a', `c${i}`, { labels: { app: 'many' }, ips: [`10.0.1.${i + 1}`] }))
+  const many = policy('a', 'from-many', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'many' } } }] }] })
+  const few = policy('a', 'from-cli', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'cli' } } }] }] })
+  const config = { ...DEFAULT_ENFORCER_CONFIG, setMaxElem: 5 }
+  const state = compile(snapshot({ pods: [...PODS, ...clients], policies: [many, few], workloads: WL }), config)
+  t.match(state.problems, [{ object: /^ipset wren4\w-\w+ \(.*app=many/, message: '6 entries, more than --set-max-elem 5', effect: /allow nothing/ }])
+  t.equal(flow(state, { ip: '10.0.1.1' }, WEB, 80), 'DROP', 'the oversized peer allows nothing (never a cut set)')
+  t.equal(flow(state, CLI, WEB, 80), 'ACCEPT', 'the other policy still allows')
+  t.ok(state.v4.sets.every((s) => s.members.length <= 5), 'no set over maxelem reaches the writer')
+  const fits = compile(snapshot({ pods: [...PODS, ...clients.slice(1)], policies: [many, few], workloads: WL }), config)
+  t.same(fits.problems, [], 'at exactly maxelem nothing is reported')
+  t.equal(flow(fits, { ip: '10.0.1.2' }, WEB, 80), 'ACCEPT')
+})

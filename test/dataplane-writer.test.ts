@@ -59,7 +59,7 @@ t.test('cold apply creates sets, then chains, then hooks; a second apply writes 
   t.equal(k.sets.get('wren4i-peers')!.members.size, 50)
   t.same([...k.sets.get('wren6n-blk')!.members], ['fd00::/64', 'fd00::8/125 nomatch'])
   t.equal(k.sets.get('wren6n-blk')!.family, 'inet6')
-  t.equal(k.sets.get('wren4i-peers')!.maxelem, 65536)
+  t.equal(k.sets.get('wren4i-peers')!.maxelem, 1_048_576)
 
   const n = k.calls.length
   const again = await dp.apply(sampleState())
@@ -147,13 +147,13 @@ t.test('a large member change fills a temporary set and swaps it in', async (t) 
   const { k, dp } = setup()
   await dp.apply(sampleState())
   const tmp = tempSetName('wren4i-peers')
-  k.sets.set(tmp, { type: 'hash:ip', family: 'inet', maxelem: 65536, members: new Set(['1.2.3.4']) }) // left by a crash
+  k.sets.set(tmp, { type: 'hash:ip', family: 'inet', maxelem: 1_048_576, members: new Set(['1.2.3.4']) }) // left by a crash
   const next = ips(50, 30)
   const n = k.calls.length
   t.match(await dp.apply(sampleState(next)), { setsSwapped: 1, setsUpdated: 0, setsDestroyed: 0, chainsWritten: 0, restores: 1 })
   const [input] = k.writes(n).map((c) => c.input!)
   const lines = input.trim().split('\n')
-  t.same(lines.slice(0, 2), [`destroy ${tmp}`, `create ${tmp} hash:ip family inet maxelem 65536`])
+  t.same(lines.slice(0, 2), [`destroy ${tmp}`, `create ${tmp} hash:ip family inet maxelem 1048576`])
   t.same(lines.slice(-2), [`swap ${tmp} wren4i-peers`, `destroy ${tmp}`])
   t.equal(lines.length, 2 + 50 + 2)
   t.same([...k.sets.get('wren4i-peers')!.members].sort(), [...next].sort())

@@ -134,8 +134,8 @@ export class Compiler {
     const subjects = resolveWorkloads(snapshot.workloads, cluster, this.config.ifacePrefix, problems)
     const selections = select(subjects, plans)
     const out: DesiredState = {
-      v4: this.familyState(4, cluster, selections),
-      v6: this.familyState(6, cluster, selections),
+      v4: this.familyState(4, cluster, selections, problems),
+      v6: this.familyState(6, cluster, selections, problems),
       problems: sortedProblems(problems),
       workloads: subjects.map((s) => s.iface),
     }
@@ -220,14 +220,31 @@ export class Compiler {
     return c
   }
 
-  private familyState(family: Family, cluster: Cluster, selections: Selection[]): FamilyState {
+  private familyState(family: Family, cluster: Cluster, selections: Selection[], problems: Problem[]): FamilyState {
     // The chains and the sets they name depend only on the selections (the plans by identity); members on the cluster.
     const last = this.lastFamilies.get(family)
     const { chains, requests, reused } = last && sameSelections(last.selections, selections) ? last : this.familyChains(family, selections)
     for (const [key, c] of reused) this.usedChains.set(key, c)
     this.lastFamilies.set(family, { selections, chains, requests, reused })
-    const sets = requests.map((r) => ({ name: r.name, type: r.type, family, members: this.members.members(r, family, cluster), comment: comment(r.description) }))
+    const sets = requests.map((r) => ({ name: r.name, type: r.type, family, members: this.fitting(r, this.members.members(r, family, cluster), problems), comment: comment(r.description) }))
     return { family, hooks: hooks(), chains, sets }
+  }
+
+  /**
+   * The members, or none when there are more than a set may hold (maxelem):
+   * the kernel would refuse the whole apply, and a cut set would allow an
+   * arbitrary part. Empty, the rules matching the set allow nothing (fail
+   * closed) and everything else is still programmed.
+   */
+  private fitting(r: SetRequest, members: string[], problems: Problem[]): string[] {
+    const max = this.config.setMaxElem
+    if (members.length <= max) return members
+    problems.push({
+      object: `ipset ${r.name} (${r.description})`,
+      message: `${members.length} entries, more than --set-max-elem ${max}`,
+      effect: 'the set is left empty: the policy rules matching it allow nothing until --set-max-elem is raised',
+    })
+    return []
   }
 
   private familyChains(family: Family, selections: Selection[]): FamilyChains {

@@ -36,7 +36,7 @@ import { type Prepared, PrepareMemo, prepare } from './prepare.ts'
 import { cleanupAll, countStatus, type KernelStatus } from './inventory.ts'
 import type { DesiredState, Family, Table } from './types.ts'
 
-export const DEFAULT_MAXELEM = 65536
+export const DEFAULT_MAXELEM = 1_048_576
 /**
  * Reading 10,000 rules back through iptables-nft-save takes ~250 ms, more than
  * a policy change may cost, so applies within this long of the last read trust

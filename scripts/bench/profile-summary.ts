@@ -1,7 +1,8 @@
 // Where the agent's CPU went: summarizes V8 .cpuprofile files (from
 // `scripts/bench-enforcer --cpu-prof DIR`) by self time per source file and
 // per function.
-//   node scripts/bench/profile-summary.ts DIR_OR_FILE [top]
+//   node scripts/bench/profile-summary.ts DIR_OR_FILE [top] [untilMs]
+// untilMs: only the first untilMs of the profile (say, the cold sync).
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 
@@ -19,10 +20,14 @@ interface Profile {
   endTime: number
 }
 
-/** Self time (ms) per node id. */
-function selfTimes(p: Profile): Map<number, number> {
+/** Self time (ms) per node id, of the samples in the first untilMs. */
+function selfTimes(p: Profile, untilMs = Infinity): Map<number, number> {
   const out = new Map<number, number>()
-  p.samples.forEach((id, i) => out.set(id, (out.get(id) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000))
+  let at = 0
+  p.samples.forEach((id, i) => {
+    at += (p.timeDeltas[i] ?? 0) / 1000
+    if (at <= untilMs) out.set(id, (out.get(id) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000)
+  })
   return out
 }
 
@@ -40,8 +45,8 @@ function top(m: Map<string, number>, n: number, total: number): string[] {
     .map(([k, v]) => `${v.toFixed(0).padStart(8)} ms ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`)
 }
 
-export function summarize(p: Profile, n = 25): string[] {
-  const self = selfTimes(p)
+export function summarize(p: Profile, n = 25, untilMs?: number): string[] {
+  const self = selfTimes(p, untilMs)
   const byFile = new Map<string, number>()
   const byFn = new Map<string, number>()
   let total = 0
@@ -59,11 +64,11 @@ export function summarize(p: Profile, n = 25): string[] {
 }
 
 function main(): void {
-  const [target, n] = process.argv.slice(2)
+  const [target, n, until] = process.argv.slice(2)
   if (!target) throw new Error('usage: profile-summary.ts DIR_OR_FILE [top]')
   const files = statSync(target).isDirectory() ? readdirSync(target).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(target, f)) : [target]
   for (const f of files) {
-    process.stdout.write(`== ${basename(f)}\n${summarize(JSON.parse(readFileSync(f, 'utf8')), Number(n ?? 25)).join('\n')}\n`)
+    process.stdout.write(`== ${basename(f)}\n${summarize(JSON.parse(readFileSync(f, 'utf8')), Number(n ?? 25), until ? Number(until) : undefined).join('\n')}\n`)
   }
 }
 
