@@ -76,7 +76,7 @@ export function watchForeignAgents(cluster: Cluster): { stop: () => string[] } {
 }
 
 /** What marks a line or set as wren's own (other tests use owner prefixes like `wrendp`, `wrenbench`). */
-export const WREN = /wren-|wren\+|wren[46][inpl]-/
+export const WREN = /wren-|wren\+|wren[46][inplu]-/
 
 /** `*-save` output; rule sets of concurrent benchmarks can exceed the default 1 MiB buffer. */
 export function save(cmd: string, args: string[] = []): string {
@@ -92,7 +92,7 @@ export function leftovers(): string[] {
     if (name && /^(wren[0-9a-f]{11}$|wrenstray|wtst)/.test(name)) out.push(`link ${name}`)
   }
   for (const cmd of ['iptables-save', 'ip6tables-save']) for (const l of save(cmd).split('\n')) if (WREN.test(l)) out.push(`${cmd}: ${l}`)
-  for (const l of save('ipset', ['list', '-n']).split('\n')) if (/^wren[46][inpu]-|^wtest/.test(l)) out.push(`ipset ${l}`)
+  for (const l of save('ipset', ['list', '-n']).split('\n')) if (/^wren|^wtest/.test(l)) out.push(`ipset ${l}`)
   for (const cidr of ['10.92.0.0/16', '10.93.0.0/16', '10.94.0.0/24', '10.97.0.0/16']) if (sh('ip', ['route', 'show', 'exact', cidr]).trim()) out.push(`route ${cidr}`)
   // the dual-stack range's blackhole and any pod /128 inside it
   for (const l of sh('ip', ['-6', 'route', 'show', 'root', POD_BLACKHOLE6]).split('\n')) if (l.trim()) out.push(`route ${l.trim()}`)
@@ -198,8 +198,10 @@ export function wrenRules(cmd = 'iptables-save'): string[] {
 export function wrenSets(): Map<string, string[]> {
   const sets = new Map<string, string[]>()
   for (const l of save('ipset', ['save']).split('\n')) {
-    const m = /^add (wren[46][inpl]-\S+) (.+)$/.exec(l)
-    if (m) sets.set(m[1]!, [...(sets.get(m[1]!) ?? []), m[2]!])
+    const created = /^create (wren[46][inplu]-\S+) /.exec(l)
+    if (created) sets.set(created[1]!, [])
+    const m = /^add (wren[46][inplu]-\S+) (.+)$/.exec(l)
+    if (m) sets.get(m[1]!)?.push(m[2]!)
   }
   return sets
 }

@@ -40,6 +40,8 @@ export interface Pod {
 export interface ClusterOptions {
   /** Dual-stack: a second IPAM range set (POD_CIDR6), pods with both families, servers on both. */
   ipv6?: boolean
+  /** More `wren-enforcer run` flags, e.g. ['--set-max-elem', '1024']. */
+  agentArgs?: string[]
 }
 
 const live = new Set<Cluster>()
@@ -72,9 +74,11 @@ export class Cluster {
   enforcerBin = ''
   private root = ''
   readonly ipv6: boolean
+  private readonly agentArgs: string[]
 
   constructor(opts: ClusterOptions = {}) {
     this.ipv6 = opts.ipv6 ?? false
+    this.agentArgs = opts.agentArgs ?? []
   }
 
   private ranges(): string[] {
@@ -143,7 +147,7 @@ export class Cluster {
 
   private startAgent(): void {
     const log = openSync(join(this.logDir, 'agent.log'), 'a')
-    const args = ['run', '--manifests', this.manifests, '--state-dir', this.stateDir, '--run-dir', this.runDir, '--node-name', NODE_NAME, '--log-level', 'debug']
+    const args = ['run', '--manifests', this.manifests, '--state-dir', this.stateDir, '--run-dir', this.runDir, '--node-name', NODE_NAME, '--log-level', 'debug', ...this.agentArgs]
     const agent = spawn(this.enforcerBin, args, { stdio: ['ignore', log, log] })
     closeSync(log)
     this.agent = agent
@@ -197,6 +201,25 @@ export class Cluster {
     const containers = [{ name: 'main', image: 'wren-seed', ports: (spec.ports ?? []).map((p) => ({ ...p, protocol: p.protocol ?? 'TCP' })) }]
     const metadata = { name: spec.name, namespace: spec.namespace, labels: spec.labels, uid: uidOf(spec) }
     this.writeManifest(`pod-${spec.namespace}.${spec.name}.yaml`, { apiVersion: 'v1', kind: 'Pod', metadata, spec: { nodeName: NODE_NAME, containers } })
+  }
+
+  /**
+   * Pods of other nodes: objects only (no netns), in one manifest file, with
+   * the given addresses. Rewriting the file replaces the group.
+   */
+  setRemotePods(group: string, namespace: string, labels: Labels, ips: string[]): void {
+    const docs = ips.map((ip, i) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: `${group}-${i}`, namespace, labels, uid: `remote-${group}-${i}` },
+      spec: { nodeName: 'elsewhere', containers: [{ name: 'main', image: 'wren-seed' }] },
+      status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
+    }))
+    const file = `remote-${namespace}.${group}.yaml`
+    const tmp = join(this.manifests, `.${file}.tmp`)
+    writeFileSync(tmp, docs.map((d) => stringify(d)).join('---\n'))
+    renameSync(tmp, join(this.manifests, file))
+    this.cleanup.push(`remote pods ${group}`, () => this.removeManifest(file))
   }
 
   labelPod(id: string, change: Record<string, string | null>): void {
