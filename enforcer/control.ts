@@ -16,7 +16,8 @@ export function socketPath(runDir: string): string {
 }
 
 export interface ControlHandlers {
-  status(): Promise<Record<string, unknown>> | Record<string, unknown>
+  /** `kernel`: also count what the kernel holds (runs the save commands; `/status?kernel=0` skips it). */
+  status(kernel: boolean): Promise<Record<string, unknown>> | Record<string, unknown>
   waitSynced(timeoutMs: number): Promise<boolean>
   waitProgrammed(iface: string, timeoutMs: number): Promise<boolean>
   metrics?(): Promise<string>
@@ -66,7 +67,7 @@ export async function serveControl(runDir: string, h: ControlHandlers): Promise<
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'x-wren-cni-code': String(answer.code) })
         return res.end(body)
       }
-      if (url.pathname === '/status') return reply(200, await h.status())
+      if (url.pathname === '/status') return reply(200, await h.status(url.searchParams.get('kernel') !== '0'))
       if (url.pathname === '/sets' && h.sets) return reply(200, h.sets())
       if (url.pathname === '/metrics' && h.metrics) {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })

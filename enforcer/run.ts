@@ -27,7 +27,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   const agent = new Agent({ store, sources, records, writer, config: config.enforcer, log, metrics })
 
   const server = await serveControl(config.runDir, {
-    status: async () => ({ ...agent.status(), source: sourceStatus(cluster), kernel: await writer.status() }),
+    status: async (kernel) => ({ ...agent.status(), source: sourceStatus(cluster), ...(kernel && { kernel: await writer.status() }) }),
     waitSynced: (ms) => agent.waitSynced(ms),
     waitProgrammed: (iface, ms) => agent.waitProgrammed(iface, ms),
     metrics: () => metrics.text(),

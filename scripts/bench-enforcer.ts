@@ -126,7 +126,7 @@ async function run(cleanup: Cleanup, o: Options): Promise<Figures> {
   const agent = startAgent(cleanup, dirs, NODE_NAME, o.cpuProf)
   f.coldWallMs = await waitFirstSync(dirs, agent)
   const agentLog = new AgentLog(agent.logFile)
-  const st = await agentStatus(dirs)
+  const st = await agentStatus(dirs, true)
   f.cold = { status: st, entries: agentLog.read(), spawnedAtWall: agent.spawnedAtWall }
   const captured = await capture(st.kernel.backend)
   const env = { dirs, folder, log: agentLog, settleMs: 250 }
@@ -142,7 +142,7 @@ async function run(cleanup: Cleanup, o: Options): Promise<Figures> {
   log(`connection rate (${peak()})`)
   const [server, client] = local.slice(-2)
   f.conn = await connRate({ cleanup, dirs, folder, server, client, policies: o.connPolicies, seconds: o.connSeconds, rounds: 3 })
-  f.kernelAfter = (await agentStatus(dirs)).kernel
+  f.kernelAfter = (await agentStatus(dirs, true)).kernel
   f.memory = memoryOf(agent.child.pid!)
   log(`stopping the agent; raw load reference (${peak()})`)
   await stopAgent(agent.child)

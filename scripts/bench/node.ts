@@ -146,8 +146,9 @@ export async function synced(d: Dirs, timeoutMs = 30_000): Promise<void> {
   if (r.code !== 200) throw new Error(`agent not synced in ${timeoutMs} ms: ${JSON.stringify(r.body)}`)
 }
 
-export async function agentStatus(d: Dirs): Promise<any> {
-  const r = await controlGet(d.run, '/status')
+/** The agent's own figures; `kernel` also has it count the kernel's rules and sets (save commands: not between edits). */
+export async function agentStatus(d: Dirs, kernel = false): Promise<any> {
+  const r = await controlGet(d.run, kernel ? '/status' : '/status?kernel=0')
   if (r.code !== 200) throw new Error(`status answered ${r.code}`)
   return r.body
 }

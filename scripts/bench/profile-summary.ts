@@ -1,8 +1,9 @@
 // Where the agent's CPU went: summarizes V8 .cpuprofile files (from
 // `scripts/bench-enforcer --cpu-prof DIR`) by self time per source file and
 // per function.
-//   node scripts/bench/profile-summary.ts DIR_OR_FILE [top] [untilMs]
-// untilMs: only the first untilMs of the profile (say, the cold sync).
+//   node scripts/bench/profile-summary.ts DIR_OR_FILE [top] [[fromMs-]untilMs]
+// A window keeps only the samples between fromMs (default 0) and untilMs of
+// the profile: say, the cold sync, or the label edits.
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 
@@ -20,13 +21,13 @@ interface Profile {
   endTime: number
 }
 
-/** Self time (ms) per node id, of the samples in the first untilMs. */
-function selfTimes(p: Profile, untilMs = Infinity): Map<number, number> {
+/** Self time (ms) per node id, of the samples between fromMs and untilMs. */
+function selfTimes(p: Profile, fromMs = 0, untilMs = Infinity): Map<number, number> {
   const out = new Map<number, number>()
   let at = 0
   p.samples.forEach((id, i) => {
     at += (p.timeDeltas[i] ?? 0) / 1000
-    if (at <= untilMs) out.set(id, (out.get(id) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000)
+    if (at >= fromMs && at <= untilMs) out.set(id, (out.get(id) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000)
   })
   return out
 }
@@ -45,8 +46,8 @@ function top(m: Map<string, number>, n: number, total: number): string[] {
     .map(([k, v]) => `${v.toFixed(0).padStart(8)} ms ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`)
 }
 
-export function summarize(p: Profile, n = 25, untilMs?: number): string[] {
-  const self = selfTimes(p, untilMs)
+export function summarize(p: Profile, n = 25, window?: [number, number]): string[] {
+  const self = selfTimes(p, ...(window ?? []))
   const byFile = new Map<string, number>()
   const byFn = new Map<string, number>()
   let total = 0
@@ -63,12 +64,17 @@ export function summarize(p: Profile, n = 25, untilMs?: number): string[] {
   return [`sampled ${total.toFixed(0)} ms (idle ${idle.toFixed(0)} ms)`, 'by file (self time):', ...top(byFile, 12, total), 'by function (self time):', ...top(byFn, n, total)]
 }
 
+function parseWindow(text: string): [number, number] {
+  const [a, b] = text.includes('-') ? text.split('-') : ['0', text]
+  return [Number(a), Number(b)]
+}
+
 function main(): void {
   const [target, n, until] = process.argv.slice(2)
   if (!target) throw new Error('usage: profile-summary.ts DIR_OR_FILE [top]')
   const files = statSync(target).isDirectory() ? readdirSync(target).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(target, f)) : [target]
   for (const f of files) {
-    process.stdout.write(`== ${basename(f)}\n${summarize(JSON.parse(readFileSync(f, 'utf8')), Number(n ?? 25), until ? Number(until) : undefined).join('\n')}\n`)
+    process.stdout.write(`== ${basename(f)}\n${summarize(JSON.parse(readFileSync(f, 'utf8')), Number(n ?? 25), until ? parseWindow(until) : undefined).join('\n')}\n`)
   }
 }
 
