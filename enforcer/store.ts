@@ -2,7 +2,7 @@
  * Store: everything the enforcer knows, as plain data.
  *
  * Model: per kind (Namespace, Pod, NetworkPolicy) a map key → {object, canonical
- * JSON, origin}, where origin names the source that last wrote it ('kube',
+ * JSON (computed when the key is first written again), origin}, where origin names the source that last wrote it ('kube',
  * 'manifests', ...), plus the list of local workloads read from the plugin's
  * records.
  * Goals: sources push whatever they see; the store turns that into "did
@@ -32,7 +32,8 @@ export type { Kind, KubeObject } from './sources/objects.ts'
 
 interface Entry {
   obj: KubeObject
-  canon: string
+  /** canonical(obj), once something compared against it. */
+  canon?: string
   origin: string
 }
 
@@ -293,9 +294,10 @@ export class Store extends EventEmitter {
     }
     const map = this.map(kind)
     const key = objectKey(kind, r.obj.metadata.namespace, r.obj.metadata.name)
-    const canon = canonical(r.obj)
     const old = map.get(key)
-    if (old?.canon === canon) {
+    // computed only once the key is written again: a cold load of 5,000 pods skips it
+    const canon = old ? canonical(r.obj) : undefined
+    if (old && (old.canon ??= canonical(old.obj)) === canon) {
       // same content for policy: the stored object stays, so snapshots (and what
       // the compiler memoised by identity) keep it; only the writer is recorded
       old.origin = origin
