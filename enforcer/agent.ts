@@ -17,7 +17,7 @@ import type { EnforcerConfig } from './model.ts'
 import { Compiler } from './compile/index.ts'
 import { Store } from './store.ts'
 import { Runner, type RunInfo } from './runner.ts'
-import type { AgentMetrics } from './metrics.ts'
+import type { MetricsSink } from './metrics-deferred.ts'
 
 export interface Source {
   start(): Promise<void>
@@ -45,7 +45,7 @@ export interface AgentDeps {
   writer: Writer
   config: EnforcerConfig
   log: Logger
-  metrics?: AgentMetrics
+  metrics?: MetricsSink
   now?: () => number
 }
 
@@ -196,6 +196,11 @@ export class Agent {
     await this.deps.records.rescan()
     const target = this.deps.store.generation
     return this.waitFor(() => this.appliedAtLeast(target) && this.programmed.has(iface), timeoutMs)
+  }
+
+  /** Resolves once a sync has been applied (false if the agent stops first). */
+  whenApplied(): Promise<boolean> {
+    return this.waitFor(() => this.applied !== undefined, 2 ** 31 - 1)
   }
 
   /** What each set of the applied state holds, in words. */

@@ -1,8 +1,9 @@
 // Prometheus metrics of the agent (prom-client). Served on the control socket
 // at /metrics and, with --metrics-port, on TCP for a scraper.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { MetricsSink } from './metrics-deferred.ts'
 
-export class AgentMetrics {
+export class AgentMetrics implements MetricsSink {
   readonly registry = new Registry()
   private readonly applies = new Counter({ name: 'wren_applies_total', help: 'Dataplane applies by result', labelNames: ['result'], registers: [this.registry] })
   private readonly duration = new Histogram({

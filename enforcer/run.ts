@@ -11,7 +11,7 @@ import type { KubeSource } from './sources/kube.ts'
 import { ManifestSource } from './sources/manifests.ts'
 import { RecordSource } from './sources/records.ts'
 import { Store } from './store.ts'
-import { AgentMetrics } from './metrics.ts'
+import { DeferredMetrics } from './metrics-deferred.ts'
 import type { Server } from 'node:http'
 import { http } from '../shared/node-http.ts'
 
@@ -23,7 +23,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   const sources: Source[] = [records, cluster]
   // resyncMs Infinity: the agent decides when the kernel is re-read (its drift check)
   const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem, backend: config.iptablesBackend, resyncMs: Infinity })
-  const metrics = new AgentMetrics()
+  const metrics = new DeferredMetrics()
   const agent = new Agent({ store, sources, records, writer, config: config.enforcer, log, metrics })
 
   const server = await serveControl(config.runDir, {
@@ -38,6 +38,11 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   const scrape = config.metricsPort ? await serveMetrics(config.metricsPort, metrics) : undefined
   log.info('control socket ready', { runDir: config.runDir })
   await agent.start()
+  // the agent's first rules come before the metrics library (see metrics-deferred.ts)
+  agent
+    .whenApplied()
+    .then(async (ok) => void (ok && (await metrics.load())))
+    .catch((e) => log.error('cannot load the metrics library; /metrics will fail', { err: (e as Error).message }))
 
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
@@ -53,7 +58,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
 }
 
 /** /metrics on TCP for Prometheus (the agent runs on the host network). */
-async function serveMetrics(port: number, metrics: AgentMetrics): Promise<Server> {
+async function serveMetrics(port: number, metrics: DeferredMetrics): Promise<Server> {
   const server = http.createServer(async (req, res) => {
     if (req.url !== '/metrics') return res.writeHead(404).end()
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })

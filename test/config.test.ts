@@ -2,6 +2,7 @@
 import t from 'tap'
 import { agentConfig, parseDuration } from '../enforcer/config.ts'
 import { AgentMetrics } from '../enforcer/metrics.ts'
+import { DeferredMetrics } from '../enforcer/metrics-deferred.ts'
 
 t.test('defaults with one source', async (t) => {
   const { config, problems } = agentConfig({ manifests: '/m' })
@@ -39,4 +40,18 @@ t.test('metrics count applies and failures', async (t) => {
   t.match(text, /wren_workloads_programmed 3/)
   t.match(text, /wren_store_objects\{kind="Pod"\} 4/)
   t.notMatch(text, /Pod\/manifests/)
+})
+
+t.test('metrics reported before the library loads are replayed in order', async (t) => {
+  const m = new DeferredMetrics()
+  m.applied(1, 0.5, 2, 0)
+  m.failed()
+  m.applied(2, 0.01, 3, 1)
+  const text = await m.text() // loads on demand
+  t.match(text, /wren_applies_total\{result="ok"\} 2/)
+  t.match(text, /wren_applies_total\{result="error"\} 1/)
+  t.match(text, /wren_applied_generation 2/, 'the last call wins, as it happened')
+  t.match(text, /wren_apply_duration_seconds_count 2/)
+  m.storeCounts({ Pod: 9 })
+  t.match(await m.text(), /wren_store_objects\{kind="Pod"\} 9/, 'after loading, calls go straight through')
 })
