@@ -16,7 +16,7 @@ import type { DesiredState, Problem } from './dataplane/types.ts'
 import type { EnforcerConfig } from './model.ts'
 import { Compiler } from './compile/index.ts'
 import { Store } from './store.ts'
-import { Runner, type RunInfo } from './runner.ts'
+import { Runner } from './runner.ts'
 import type { MetricsSink } from './metrics-deferred.ts'
 
 export interface Source {
@@ -32,10 +32,15 @@ export interface Writer {
   invalidate?(): void
   /** Read the kernel ahead of the first apply (done while the sources load). */
   prefetch?(): Promise<void>
+  /** Read the kernel beside the applies; true if the read was kept for the next apply to diff against. */
+  refresh?(): Promise<boolean>
 }
 
 /** How often the kernel is re-read to repair drift (someone deleted a rule or a set member). */
 export const DRIFT_CHECK_MS = 30_000
+/** A drift read overlapped by an apply is tried again this much later, this many times in all. */
+const DRIFT_RETRY_MS = 1000
+const DRIFT_READ_TRIES = 3
 
 export interface AgentDeps {
   store: Store
@@ -73,8 +78,6 @@ export class Agent {
   readonly runner: Runner
   private started = false
   private lastKernelRead = 0
-  /** A sync carrying a change found the drift check due and left it to the next run. */
-  private driftDeferred = false
   /** Remembers what unchanged policies and pods compiled to, so a sync costs what changed. */
   private readonly compiler: Compiler
 
@@ -82,7 +85,7 @@ export class Agent {
     this.compiler = new Compiler(deps.config)
     // A short quiet period: a burst still coalesces (triggers during a sync make
     // one more sync), and one change is not held back by most of its 50 ms budget.
-    this.runner = new Runner({ run: (info) => this.sync(info), minIntervalMs: 2, retryMs: 1000, maxDelayMs: 500, resyncMs: DRIFT_CHECK_MS })
+    this.runner = new Runner({ run: () => this.sync(), minIntervalMs: 2, retryMs: 1000, maxDelayMs: 500, resyncMs: DRIFT_CHECK_MS })
   }
 
   async start(): Promise<void> {
@@ -111,22 +114,16 @@ export class Agent {
   }
 
   /** One compile + apply of the current snapshot. Throws so the runner retries. */
-  private async sync(info?: RunInfo): Promise<void> {
+  private async sync(): Promise<void> {
     const { store, writer, log } = this.deps
     const now = this.deps.now ?? Date.now
     const generation = store.generation
     const t0 = now()
     // The kernel read (~100-200 ms at 10k rules) belongs to the periodic drift
-    // check, not to the sync carrying a change: edits diff against the writer's
-    // cache, and a change that finds the check due leaves it to a run of its own
-    // right after (so a stream of changes delays it by one sync, never more).
+    // check, not to the sync carrying a change: it starts once this sync is
+    // applied and runs beside later ones; a sync after it repairs what drifted.
     const driftDue = t0 - this.lastKernelRead >= DRIFT_CHECK_MS
-    const readNow = driftDue && (info?.reason !== 'change' || this.lastKernelRead === 0 || this.driftDeferred)
-    this.driftDeferred = driftDue && !readNow
-    if (readNow) {
-      writer.invalidate?.()
-      this.lastKernelRead = t0
-    }
+    if (driftDue) this.lastKernelRead = t0
     const desired = this.compiler.compile(store.snapshot())
     try {
       await writer.apply(desired)
@@ -142,11 +139,36 @@ export class Agent {
     this.applied = { generation, at: new Date().toISOString(), durationMs: now() - t0, workloads: desired.workloads, problems: desired.problems }
     log.debug('applied', { generation, ms: this.applied.durationMs, workloads: desired.workloads.length })
     this.wake()
-    if (this.driftDeferred) this.runner.trigger('resync')
+    if (driftDue) this.checkDrift()
     // bookkeeping after the waiters are answered: counting the store walks every object
     this.deps.metrics?.applied(generation, this.applied.durationMs / 1000, desired.workloads.length, desired.problems.length)
     this.deps.metrics?.storeCounts(store.counts())
     for (const p of desired.problems) log.warn('policy problem', { ...p })
+  }
+
+  /**
+   * One drift check. A read overlapped by an apply is not kept, so it is tried
+   * again a little later; after a few tries (changes keep coming), or with a
+   * writer that cannot read beside its applies, the next sync reads the kernel.
+   */
+  private checkDrift(attempt = 1): void {
+    const { writer, log } = this.deps
+    const readInNextSync = () => {
+      writer.invalidate?.()
+      this.runner.trigger('resync')
+    }
+    if (!writer.refresh) return readInNextSync()
+    writer.refresh().then(
+      (kept) => {
+        if (kept) this.runner.trigger('resync')
+        else if (attempt < DRIFT_READ_TRIES) setTimeout(() => this.checkDrift(attempt + 1), DRIFT_RETRY_MS).unref()
+        else readInNextSync()
+      },
+      (e) => {
+        log.warn('reading the kernel for the drift check failed; the next sync reads it', { err: (e as Error).message })
+        readInNextSync()
+      },
+    )
   }
 
   private wake(): void {

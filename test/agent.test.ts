@@ -58,6 +58,8 @@ class PrefetchingWriter extends FakeWriter {
   }
 }
 
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
 const ns = { metadata: { name: 'demo', labels: {} } }
 const pod = (name: string) => ({ metadata: { name, namespace: 'demo', labels: { app: name } }, spec: { containers: [] } })
 const workload = (name: string, iface: string, ip: string) => ({ hostIface: iface, namespace: 'demo', pod: name, ips: [ip] })
@@ -134,17 +136,57 @@ t.test('the kernel is re-read by the periodic drift check, not by every sync', a
   records.finishInitialSync()
   await agent.start()
   await agent.waitSynced(2000)
-  t.equal(writer.invalidations, 1, 'the first sync reads the kernel')
+  await agent.runner.whenIdle()
+  t.equal(writer.invalidations, 1, 'the first drift check (no read yet) reads in the sync after the first')
   store.upsert('Namespace', ns)
   await agent.waitSynced(2000)
+  await agent.runner.whenIdle()
   t.equal(writer.invalidations, 1, 'an edit diffs against the cache')
   clock += DRIFT_CHECK_MS
   store.upsert('Pod', pod('web'))
   await agent.waitSynced(2000)
-  t.equal(writer.invalidations, 1, 'the change due with the drift check is applied from the cache')
   await agent.runner.whenIdle()
-  t.equal(writer.invalidations, 2, 'after the drift interval the kernel is read again, by a run of its own right after')
-  t.equal(writer.applies.length, 4, 'initial, edit, change, drift check')
+  t.equal(writer.invalidations, 2, 'the drift interval passed: the sync after the change reads (a writer that cannot read beside its applies)')
+  t.equal(writer.applies.length, 5, 'initial, its drift read, edit, change, its drift read')
+})
+
+/** A writer whose kernel reads beside the applies are answered by the test. */
+class RefreshingWriter extends FakeWriter {
+  reads: ((kept: boolean) => void)[] = []
+  refresh() {
+    return new Promise<boolean>((resolve) => this.reads.push(resolve))
+  }
+}
+
+t.test('a drift read beside the syncs holds up no change; kept, a sync after it repairs drift', async (t) => {
+  let clock = 1_000_000
+  const { store, cluster, records, writer, agent } = setup(t, () => clock, new RefreshingWriter())
+  cluster.finishInitialSync()
+  records.finishInitialSync()
+  await agent.start()
+  await agent.waitSynced(2000)
+  t.equal(writer.reads.length, 1, 'the drift read starts once the first sync is applied')
+  store.upsert('Namespace', ns)
+  t.ok(await agent.waitSynced(2000), 'a change is applied while the read is still out')
+  const applied = writer.applies.length
+  writer.reads.shift()!(true)
+  await delay(20)
+  await agent.runner.whenIdle()
+  t.equal(writer.applies.length, applied + 1, 'a kept read: one more sync diffs against it')
+  t.equal(writer.invalidations, 0, 'no sync read the kernel itself')
+
+  clock += DRIFT_CHECK_MS
+  store.upsert('Pod', pod('web'))
+  await agent.waitSynced(2000)
+  for (let i = 1; i <= 3; i++) {
+    for (let w = 0; w < 200 && !writer.reads.length; w++) await delay(10)
+    t.equal(writer.reads.length, 1, `read ${i} of the drift check`)
+    writer.reads.shift()!(false) // an apply overlapped it: not kept
+  }
+  await delay(20)
+  await agent.runner.whenIdle()
+  t.equal(writer.invalidations, 1, 'three reads overlapped by applies: the next sync reads the kernel itself')
+  t.equal(writer.reads.length, 0, 'and no more reads are started')
 })
 
 t.test('a writer that reads the kernel while the sources load is not made to read it again', async (t) => {

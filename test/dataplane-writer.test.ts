@@ -220,6 +220,21 @@ t.test('prefetch: the kernel read ahead of time is the first apply\'s cache', as
   t.match(await restarted.apply(s), { read: true, chainsWritten: 1 }, 'the next read repairs the drift')
 })
 
+t.test('refresh: a read beside the applies is kept only if none ran meanwhile', async (t) => {
+  const { k, dp } = setup({ resyncMs: 60_000 })
+  await dp.apply(sampleState())
+  k.table(4, 'filter').get('wren-fw-wrenaaaa')!.pop() // someone deletes a rule
+  const overlapped = dp.refresh()
+  const applying = dp.apply(sampleState())
+  t.equal(await overlapped, false, 'an apply ran during the read: not kept')
+  t.match(await applying, { read: false, chainsWritten: 0 }, 'that apply used the cache (the drift is not seen yet)')
+  t.equal(await dp.refresh(), true, 'a read with nothing beside it is kept')
+  t.match(await dp.apply(sampleState()), { read: false, chainsWritten: 1 }, 'the next apply diffs against it and repairs the drift')
+  t.equal(k.table(4, 'filter').get('wren-fw-wrenaaaa')!.length, 2)
+  const fresh = new Dataplane({ exec: k.exec, log: nullLogger, backend: 'nft' })
+  t.equal(await fresh.refresh(), false, 'nothing to refresh before the first apply (no backend yet)')
+})
+
 t.test('a v6 write failing while v4 succeeds: the apply fails after both finished', async (t) => {
   const { k, dp } = setup()
   k.failures.push({ match: /^ip6tables-nft-restore/, stderr: 'ip6tables-restore: line 2 failed' })

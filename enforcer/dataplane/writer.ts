@@ -24,7 +24,8 @@
 // throws DataplaneError naming the phase and the exact input, after logging it,
 // and drops the cache so the runner's retry starts from a fresh read.
 //
-// Concurrency: apply, cleanup and status calls run one at a time, in order.
+// Concurrency: apply, cleanup and status calls run one at a time, in order;
+// refresh() reads beside them and keeps its read only if none ran meanwhile.
 // Other writers (kube-proxy) are kept apart by the xtables lock (--wait).
 import { OWNER_PREFIX } from '../../shared/names.ts'
 import { type Exec, ExecError, execOk } from '../../shared/exec.ts'
@@ -88,6 +89,9 @@ export class Dataplane {
   private backend: Backend | undefined
   private cache: { state: ActualState; readAt: number } | undefined
   private queue: Promise<unknown> = Promise.resolve()
+  /** Operations running (0 or 1), and how many ever started: refresh() checks both. */
+  private busy = 0
+  private epoch = 0
   private readonly memo = new PrepareMemo()
   private readonly maxelem: number
   private readonly owner: string
@@ -135,8 +139,33 @@ export class Dataplane {
     this.cache = undefined
   }
 
+  /**
+   * Reads the kernel without holding up applies: the read becomes the cache
+   * only if no apply, cleanup or status ran while it was taken (it could have
+   * seen their writes half done). Resolves whether it did. The next apply then
+   * diffs against it and repairs any drift, at the cost of its own writes.
+   */
+  async refresh(): Promise<boolean> {
+    if (this.busy > 0 || !this.backend) return false
+    const epoch = this.epoch
+    const readAt = this.now()
+    const state = await this.read(this.backend, tablesToRead(undefined, this.cache?.state))
+    if (epoch !== this.epoch || this.busy > 0) return false
+    this.cache = { state, readAt }
+    return true
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn)
+    const counted = async () => {
+      this.busy++
+      this.epoch++
+      try {
+        return await fn()
+      } finally {
+        this.busy--
+      }
+    }
+    const run = this.queue.then(counted, counted)
     this.queue = run.catch(() => {})
     return run
   }
@@ -228,9 +257,9 @@ async function settleAll(jobs: (Promise<void> | undefined)[]): Promise<void> {
   if (failed) throw (failed as PromiseRejectedResult).reason
 }
 
-function tablesToRead(desired: Prepared, cached: ActualState | undefined): Table[] {
+function tablesToRead(desired: Prepared | undefined, cached: ActualState | undefined): Table[] {
   const tables = new Set<Table>(ALWAYS_READ)
-  for (const byTable of desired.families.values()) for (const t of byTable.keys()) tables.add(t)
+  for (const byTable of desired?.families.values() ?? []) for (const t of byTable.keys()) tables.add(t)
   for (const byTable of cached?.tables.values() ?? []) for (const t of byTable.keys()) tables.add(t)
   return [...tables]
 }
