@@ -147,6 +147,17 @@ t.test('real kernel: apply, traffic, updates, drift, restart, cleanup', async (t
   t.equal(connect(81), 124)
   t.equal(connect(82), 0)
 
+  // the agent's writer trusts its cache and reads the kernel beside its applies (refresh)
+  const agentLike = new Dataplane({ exec, log: nullLogger, owner: OWNER, resyncMs: Infinity })
+  const same = state({ peers: [A.ip], drop81: true })
+  t.match(await agentLike.apply(same), { read: true, restores: 0 }, 'a second writer finds everything in place')
+  sh('ipset', ['del', 'wrendp4-peers', A.ip])
+  t.match(await agentLike.apply(same), { read: false, membersAdded: 0 }, 'from the cache the deletion is not seen')
+  t.equal(connect(82), 124, 'A is cut off by the deletion')
+  t.equal(await agentLike.refresh(), true, 'a read with no apply beside it is kept')
+  t.match(await agentLike.apply(same), { read: false, membersAdded: 1 }, 'the next apply repairs the drift the read found')
+  t.equal(connect(82), 0, 'A gets through again')
+
   const noV6 = state({ peers: [A.ip], drop81: true })
   noV6.v6 = { family: 6, hooks: [], chains: [], sets: [] }
   t.match(await dp.apply(noV6), { hooksRemoved: 1, chainsDeleted: 1, setsDestroyed: 1, restores: 3 }, 'hook, chain, then set removed')
