@@ -5,6 +5,8 @@
 //   enforcer/main.ts -> dist/wren-enforcer.mjs  packages stay external (node_modules ship with it)
 // and, with the plugin, compiles the native shim that kubelet actually runs (bin/wren links to it):
 //   shim/wren-cni.c  -> dist/wren-shim          hands the invocation to the agent, else runs wren.cjs
+// and, with the agent, its spawn helper (shared/spawner.ts runs the agent's commands through it):
+//   shim/wren-spawn.c -> dist/wren-spawn
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -56,25 +58,27 @@ for (const t of targets) {
     failed = true
   }
 }
-if (targets.some((t) => t.name === 'wren') && !buildShim()) failed = true
+if (targets.some((t) => t.name === 'wren') && !buildC('shim/wren-cni.c', 'dist/wren-shim', ['-O2', '-Wall', '-Wextra'])) failed = true
+const spawnHelperFlags = ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror'] // test/spawner.test.ts compiles with these too
+if (targets.some((t) => t.name === 'wren-enforcer') && !buildC('shim/wren-spawn.c', 'dist/wren-spawn', spawnHelperFlags)) failed = true
 process.exit(failed ? 1 : 0)
 
-/** cc -O2 -Wall -Wextra; skipped when the binary is newer than its source. */
-function buildShim() {
-  const src = join(repo, 'shim', 'wren-cni.c')
-  const out = join(repo, 'dist', 'wren-shim')
-  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return true
-  mkdirSync(join(repo, 'dist'), { recursive: true })
+/** cc FLAGS -o out src (paths relative to the repo); skipped when the binary is newer than its source. */
+function buildC(src, out, flags) {
+  const srcPath = join(repo, src)
+  const outPath = join(repo, out)
+  if (existsSync(outPath) && statSync(outPath).mtimeMs >= statSync(srcPath).mtimeMs) return true
+  mkdirSync(dirname(outPath), { recursive: true })
   const cc = process.env.CC || 'cc'
-  const r = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-o', out, src], { stdio: 'inherit' })
+  const r = spawnSync(cc, [...flags, '-o', outPath, srcPath], { stdio: 'inherit' })
   if (r.error?.code === 'ENOENT') {
-    console.error(`building shim/wren-cni.c failed: no C compiler (${cc}); scripts/setup installs gcc`)
+    console.error(`building ${src} failed: no C compiler (${cc}); scripts/setup installs gcc`)
     return false
   }
   if (r.status !== 0) {
-    console.error(`building shim/wren-cni.c failed (${cc} exited ${r.status})`)
+    console.error(`building ${src} failed (${cc} exited ${r.status})`)
     return false
   }
-  console.log('built dist/wren-shim')
+  console.log(`built ${out}`)
   return true
 }

@@ -26,11 +26,17 @@ export const exec: Exec = (cmd, args, opts = {}) =>
     child.stderr.on('data', (b) => err.push(b))
     child.on('error', reject)
     child.on('close', (code, signal) =>
-      resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
+      resolve({ code: code ?? (signal ? signalStatus(signal) : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
     )
     child.stdin.on('error', () => {}) // a child that exits without reading stdin is not our error
     child.stdin.end(opts.input ?? '')
   })
+
+/** 128 + signo, as a shell reports a signal (and as shared/spawner.ts does). node:os is loaded
+ *  only here: a static import would cost the CNI plugin ~0.3 ms of startup on every ADD. */
+export function signalStatus(signal: NodeJS.Signals): number {
+  return 128 + process.getBuiltinModule('node:os').constants.signals[signal]
+}
 
 export class ExecError extends Error {
   constructor(
