@@ -8,6 +8,7 @@
 // Frame (request body): the environment as NUL-terminated "KEY=VALUE"
 // entries, one more NUL, then the stdin bytes untouched.
 import type { LocalAgent } from './agent-wait.ts'
+import type { Exec } from '../shared/exec.ts'
 import { dispatch } from './main.ts'
 
 export interface PluginAnswer {
@@ -31,11 +32,14 @@ export function decodeFrame(body: Buffer): { env: NodeJS.ProcessEnv; stdin: stri
   return { env, stdin: body.toString('utf8', pos + 1) }
 }
 
-/** Runs one plugin invocation in this process; `agent` answers the ADD's programmed wait directly. */
-export async function runPluginRequest(body: Buffer, agent: LocalAgent): Promise<PluginAnswer> {
+/**
+ * Runs one plugin invocation in this process; `agent` answers the ADD's
+ * programmed wait directly; `exec` runs its commands (the agent's spawn helper).
+ */
+export async function runPluginRequest(body: Buffer, agent: LocalAgent, exec?: Exec): Promise<PluginAnswer> {
   const { env, stdin } = decodeFrame(body)
   const out: string[] = []
   // the process entry prints each document followed by a newline: the same bytes here
-  const code = await dispatch({ env, stdin, stdout: (t) => out.push(t + '\n'), agent, via: 'agent' })
+  const code = await dispatch({ env, stdin, stdout: (t) => out.push(t + '\n'), agent, via: 'agent', exec })
   return { code, stdout: out.join('') }
 }

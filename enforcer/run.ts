@@ -1,7 +1,8 @@
 // Wiring only: builds the agent's parts from its configuration and runs it
 // until a signal. Nothing else in the enforcer reads flags or the environment.
 import { runPluginRequest } from '../cni/serve.ts'
-import { exec } from '../shared/exec.ts'
+import { exec as plainExec, type Exec } from '../shared/exec.ts'
+import { createSpawner, findSpawnHelper } from '../shared/spawner.ts'
 import { createLogger, stderrSink } from '../shared/log.ts'
 import { Agent, type Source } from './agent.ts'
 import type { AgentConfig } from './config.ts'
@@ -17,6 +18,7 @@ import { http } from '../shared/node-http.ts'
 
 export async function runAgent(config: AgentConfig): Promise<void> {
   const log = createLogger(stderrSink(), config.logLevel, { component: 'wren-enforcer' })
+  const exec = commandRunner(log)
   const store = new Store({ log, nodeName: config.nodeName })
   const records = new RecordSource(config.stateDir, store, log)
   const cluster = await clusterSource(config, store, log)
@@ -33,7 +35,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
     metrics: () => metrics.text(),
     sets: () => agent.describeSets(),
     // plugin invocations from the native shim, with the programmed-wait answered in-process
-    cni: (frame) => runPluginRequest(frame, { runDir: config.runDir, waitProgrammed: (iface, ms) => agent.waitProgrammed(iface, ms) }),
+    cni: (frame) => runPluginRequest(frame, { runDir: config.runDir, waitProgrammed: (iface, ms) => agent.waitProgrammed(iface, ms) }, exec),
   })
   const scrape = config.metricsPort ? await serveMetrics(config.metricsPort, metrics) : undefined
   log.info('control socket ready', { runDir: config.runDir })
@@ -55,6 +57,18 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   await agent.stop()
   await new Promise<void>((resolve) => server.close(() => resolve()))
   scrape?.close()
+}
+
+/**
+ * Every command the agent runs (restores, saves, the plugin's `ip -batch`) goes
+ * through the spawn helper: forking the agent itself blocks it 5-7.5 ms per
+ * command (see shared/spawner.ts). Without the helper, plain child processes.
+ */
+function commandRunner(log: ReturnType<typeof createLogger>): Exec {
+  const helperPath = findSpawnHelper()
+  if (helperPath) return createSpawner({ helperPath, log })
+  log.warn('dist/wren-spawn not found (build it with scripts/build.mjs); running commands as child processes of the agent')
+  return plainExec
 }
 
 /** /metrics on TCP for Prometheus (the agent runs on the host network). */

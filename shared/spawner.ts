@@ -16,6 +16,9 @@
 //   - the helper never keeps the process alive by itself: its handles are unref'd, and it and its
 //     stdout are ref'd only while calls are pending (as a child that exec waits for would be).
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type { Socket } from 'node:net'
 import { getSystemErrorName } from 'node:util'
 import { exec, type Exec, type ExecOptions, type ExecResult } from './exec.ts'
@@ -35,6 +38,16 @@ const RUN = 1
 const KILL = 2
 const REQUEST_HEAD = 20
 const RESPONSE_HEAD = 20
+
+/**
+ * dist/wren-spawn: next to the bundle that holds this module (dist/ or
+ * dist/chunks/), or in the repo's dist/ when running from source. Undefined
+ * when it was not built.
+ */
+export function findSpawnHelper(): string | undefined {
+  const here = dirname(fileURLToPath(import.meta.url))
+  return [join(here, 'wren-spawn'), join(here, '..', 'wren-spawn'), join(here, '..', 'dist', 'wren-spawn')].find((p) => existsSync(p))
+}
 
 export function createSpawner(opts: SpawnerOptions): Spawner {
   const s = new SpawnClient(opts.helperPath, opts.log ?? nullLogger, opts.now ?? Date.now)
