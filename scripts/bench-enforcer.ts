@@ -23,6 +23,8 @@ import { snapshotBuild, type Bins } from './bench/snapshot.ts'
 import { synthesize, type SynthCluster } from './bench/synth.ts'
 
 const NODE_NAME = 'bench-node'
+/** Pairs of connection-rate runs: on this 2-core machine one run varies by ±20%, so a median needs several. */
+const CONN_ROUNDS = 7
 
 const HELP = `usage: scripts/bench-enforcer [--quick] [options]
   --quick              500 pods, 100 policies, 10 namespaces, 20 local, 20 edits (well under a minute)
@@ -32,7 +34,7 @@ const HELP = `usage: scripts/bench-enforcer [--quick] [options]
   --local N            pods wired on this node by the plugin (default 110; env WREN_BENCH_LOCAL)
   --changes N          label edits and policy edits, each (default 200: with 50, a p99 is the maximum)
   --conn-policies N    policies selecting the receiver in the connection test (default 100)
-  --conn-seconds S     length of one connection-rate run (default 5; quick 2)
+  --conn-seconds S     length of one connection-rate run (default 2; quick 1), 7 pairs of runs
   --cpu-prof DIR       run the agent under node --cpu-prof, profiles written to DIR at exit
   --keep DIR           copy the agent and plugin logs to DIR before cleanup
   --no-build           do not rebuild dist/ first`
@@ -72,7 +74,7 @@ function options(argv: string[]): Options {
     local: num('local', 'WREN_BENCH_LOCAL', 110, 20),
     changes: num('changes', 'WREN_BENCH_CHANGES', 200, 20),
     connPolicies: num('conn-policies', 'WREN_BENCH_CONN_POLICIES', 100, 100),
-    connSeconds: num('conn-seconds', 'WREN_BENCH_CONN_SECONDS', 5, 2),
+    connSeconds: num('conn-seconds', 'WREN_BENCH_CONN_SECONDS', 2, 1),
     cpuProf: v['cpu-prof'] as string | undefined,
     keep: v.keep as string | undefined,
     build: !v['no-build'],
@@ -141,7 +143,7 @@ async function run(cleanup: Cleanup, o: Options): Promise<Figures> {
   f.policyName = `${policy.metadata.namespace}/${policy.metadata.name}`
   log(`connection rate (${peak()})`)
   const [server, client] = local.slice(-2)
-  f.conn = await connRate({ cleanup, dirs, folder, server, client, policies: o.connPolicies, seconds: o.connSeconds, rounds: 3 })
+  f.conn = await connRate({ cleanup, dirs, folder, server, client, policies: o.connPolicies, seconds: o.connSeconds, rounds: CONN_ROUNDS })
   f.kernelAfter = (await agentStatus(dirs, true)).kernel
   f.memory = memoryOf(agent.child.pid!)
   log(`stopping the agent; raw load reference (${peak()})`)

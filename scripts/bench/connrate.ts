@@ -56,15 +56,21 @@ async function setPolicies(dirs: Dirs, folder: ManifestFolder, count: number): P
   await synced(dirs)
 }
 
-/** Alternates none / with policies `rounds` times so drift of the machine hits both alike. */
+/**
+ * Alternates none / with policies `rounds` times so drift of the machine hits
+ * both alike; odd rounds run the policies first, so neither side always runs
+ * right after an apply. Results stay in pairs (round i of each).
+ */
 export async function connRate(o: { cleanup: Cleanup; dirs: Dirs; folder: ManifestFolder; server: LocalPod; client: LocalPod; policies: number; seconds: number; rounds: number }): Promise<ConnResult> {
   await startServer(o.cleanup, o.server.netns)
   const res: ConnResult = { none: [], withPolicies: [], policies: o.policies }
   for (let r = 0; r < o.rounds; r++) {
-    res.none.push(await clientRun(o.client, o.server.ip, o.seconds))
-    await setPolicies(o.dirs, o.folder, o.policies)
-    res.withPolicies.push(await clientRun(o.client, o.server.ip, o.seconds))
-    await setPolicies(o.dirs, o.folder, 0)
+    const order = r % 2 === 0 ? [0, o.policies] : [o.policies, 0]
+    for (const count of order) {
+      await setPolicies(o.dirs, o.folder, count)
+      ;(count ? res.withPolicies : res.none).push(await clientRun(o.client, o.server.ip, o.seconds))
+    }
   }
+  await setPolicies(o.dirs, o.folder, 0)
   return res
 }
