@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { blackhole, sh, trySh } from './lib/host.ts'
 import { delay, stopProcess } from './lib/cluster.ts'
-import { WREN, save, expectFlows, removeSandbox, serveEcho, session, startAgent, startLoop, startStream, stopAgent, to, wrenRules, wrenSets, type Session } from './lib/behaviour.ts'
+import { WREN, save, expectFlows, removeSandbox, serveAccepting, serveEcho, session, startAgent, startLoop, startStream, stopAgent, to, wrenRules, wrenSets, type Session } from './lib/behaviour.ts'
 
 const sel = (labels: Record<string, string>) => ({ matchLabels: labels })
 const policy = (namespace: string, name: string, spec: Record<string, unknown>) => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name, namespace }, spec })
@@ -70,6 +70,12 @@ async function establishedSurvive(t: Test, s: Session): Promise<void> {
   await stream.stop()
 }
 
+/** SYNs a netns's listeners dropped because their accept queue was full (absolute, history untouched). */
+function listenDrops(netns: string): number {
+  const out = sh('ip', ['netns', 'exec', netns, 'nstat', '-asz', 'TcpExtListenDrops'])
+  return Number(/TcpExtListenDrops\s+(\d+)/.exec(out)?.[1] ?? NaN)
+}
+
 /** `iptables-save -c` rule lines of wren's rules with their packet counters. */
 function ruleCounters(): Map<string, number> {
   const m = new Map<string, number>()
@@ -84,7 +90,7 @@ async function restartWithTraffic(t: Test, s: Session): Promise<void> {
   const c = s.cluster
   c.setNamespace({ name: 'lc-rs' })
   const a = await c.addPod({ namespace: 'lc-rs', name: 'a', labels: { app: 'a' } })
-  const srv = await c.addPod({ namespace: 'lc-rs', name: 'srv', labels: { app: 'srv' }, ports: [{ containerPort: 80 }, { containerPort: 81 }] })
+  const srv = await c.addPod({ namespace: 'lc-rs', name: 'srv', labels: { app: 'srv' }, ports: [{ containerPort: 80 }, { containerPort: 81 }] }, (pod) => serveAccepting(s, pod, [80, 81]))
   c.applyPolicy(policy('lc-rs', 'srv-80', { podSelector: sel({ app: 'srv' }), ingress: fromApp('a', 80) }))
   await c.sync()
   const rules = wrenRules()
@@ -112,6 +118,7 @@ async function restartWithTraffic(t: Test, s: Session): Promise<void> {
   t.notMatch(restartLog, /"dataplane applied"|dataplane applied/, 'the restarted agent wrote nothing to the kernel')
   t.ok(tally.allowed && tally.allowed.ok > 20, `allowed connections kept being made (${tally.allowed?.ok})`)
   t.same({ x: tally.allowed?.x, refused: tally.allowed?.refused, error: tally.allowed?.error }, { x: 0, refused: 0, error: 0 }, `no allowed connection failed: ${tally.allowed?.samples.join('; ')}`)
+  t.equal(listenDrops(srv.netns), 0, "the server's accept queue dropped no SYN (a failure above would be the dataplane's)")
   t.ok(tally.denied && tally.denied.x > 5, `denied attempts kept being made (${tally.denied?.x})`)
   t.same({ ok: tally.denied?.ok, refused: tally.denied?.refused }, { ok: 0, refused: 0 }, `no denied connection got through: ${tally.denied?.samples.join('; ')}`)
 }

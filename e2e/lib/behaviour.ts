@@ -13,7 +13,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
 import { join } from 'node:path'
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { Cleanup, exclusiveKernel, sh, trySh } from './host.ts'
@@ -213,6 +213,20 @@ export async function serveEcho(s: Session, pod: Pod, port: number): Promise<voi
   for (let i = 0; i < 100 && !trySh('ip', ['netns', 'exec', pod.netns, 'ss', '-Hlnt', `sport = :${port}`]).stdout.trim(); i++) await delay(50)
 }
 
+/**
+ * A banner server that never forks (one Node process, backlog 511): socat's
+ * fork per connection overflows its accept queue under a connection loop on
+ * a slow machine, and a SYN the server drops looks like one the dataplane did.
+ */
+export async function serveAccepting(s: Session, pod: Pod, ports: number[]): Promise<void> {
+  const child = inNetnsProgram(pod.netns, 'accept', { ports, banner: `${pod.spec.namespace}/${pod.spec.name}` })
+  s.cleanup.push(`accepting server ${pod.netns}`, () => stopProcess(child, 2000))
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (b: Buffer) => b.toString().includes('listening') && resolve())
+    child.on('close', (code) => reject(new Error(`accepting server in ${pod.netns} exited ${code}`)))
+  })
+}
+
 export interface LoopTarget {
   name: string
   host: string
@@ -301,9 +315,21 @@ function streamMode(job: { host: string; port: number }): void {
   process.stdin.on('end', () => process.exit(0)).resume()
 }
 
+function acceptMode(job: { ports: number[]; banner: string }): void {
+  let listening = 0
+  for (const port of job.ports) {
+    createServer((sock) => {
+      sock.on('error', () => {}) // a client that resets first
+      sock.end(`${job.banner}\n`)
+    }).listen({ port, host: '0.0.0.0', backlog: 511 }, () => ++listening === job.ports.length && process.stdout.write('listening\n'))
+  }
+  process.stdin.on('end', () => process.exit(0)).resume()
+}
+
 if (process.argv[1] === SELF) {
   const [mode, job] = process.argv.slice(2)
   if (mode === 'stream') streamMode(JSON.parse(job!))
+  else if (mode === 'accept') acceptMode(JSON.parse(job!))
   else {
     let stop = false
     process.stdin.on('end', () => (stop = true)).resume()

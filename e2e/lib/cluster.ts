@@ -388,7 +388,7 @@ export function startServers(cleanup: Cleanup, netns: string, ports: { port: num
   for (const { port, protocol } of ports) {
     for (const fam of families) {
       const v6only = fam === 6 ? ',ipv6only=1' : ''
-      const listen = protocol === 'TCP' ? `TCP${fam}-LISTEN:${port},fork,reuseaddr${v6only}` : `UDP${fam}-RECVFROM:${port},fork${v6only}`
+      const listen = protocol === 'TCP' ? `TCP${fam}-LISTEN:${port},fork,reuseaddr,backlog=128${v6only}` : `UDP${fam}-RECVFROM:${port},fork${v6only}`
       // detached: its own process group, so the forked children die with it
       const child = spawn('ip', ['netns', 'exec', netns, 'socat', listen, `SYSTEM:echo ${banner}`], { stdio: 'ignore', detached: true })
       cleanup.push(`server ${netns} ${protocol}${fam === 6 ? '6' : ''}/${port}`, () => stopProcess(child, 2000, true))
