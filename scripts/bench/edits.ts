@@ -1,16 +1,20 @@
 // Change → programmed: a manifest edit is written, then the agent is asked to
 // rescan and answer once the kernel holds it (`/synced`, what
-// `wren-enforcer status --wait-synced` calls). Timed from just before the write
-// to the answer; the agent's own figures for the same apply come from its
-// status and its debug log.
+// `wren-enforcer status --wait-synced` calls). Timed from the moment the file
+// is in place (the change exists from then on, as a change exists once the API
+// server has it) to the answer; writing the file is timed apart, since it is
+// the editor's cost (ext4 here: a rename now and then waits on the journal).
+// The agent's own figures for the same apply come from its status and log.
 import { AgentLog, applyCosts, type ApplyCost } from './agentlog.ts'
 import type { ManifestFolder } from './manifests.ts'
 import { agentStatus, synced, type Dirs } from './node.ts'
 import { podObj, type Obj, type SynthCluster, type SynthPod } from './synth.ts'
 
 export interface EditRun {
-  /** Write → /synced answered, per edit. */
+  /** File in place → /synced answered, per edit. */
   wallMs: number[]
+  /** Rendering and writing the file (temp file + rename), per edit. */
+  writeMs: number[]
   /** The agent's lastApply.durationMs (compile + write) per edit. */
   agentMs: number[]
   costs: ApplyCost
@@ -35,7 +39,7 @@ function mergeCosts(all: ApplyCost[]): ApplyCost {
 }
 
 export async function timeEdits(env: EditEnv, n: number, edit: (i: number) => void): Promise<EditRun> {
-  const run: EditRun = { wallMs: [], agentMs: [], costs: applyCosts([]), noops: 0 }
+  const run: EditRun = { wallMs: [], writeMs: [], agentMs: [], costs: applyCosts([]), noops: 0 }
   const costs: ApplyCost[] = []
   let generation = (await agentStatus(env.dirs)).lastApply?.generation ?? 0
   for (let i = 0; i < n; i++) {
@@ -43,8 +47,10 @@ export async function timeEdits(env: EditEnv, n: number, edit: (i: number) => vo
     env.log.mark()
     const t0 = performance.now()
     edit(i)
+    const written = performance.now()
     await synced(env.dirs)
-    run.wallMs.push(performance.now() - t0)
+    run.wallMs.push(performance.now() - written)
+    run.writeMs.push(written - t0)
     const st = await agentStatus(env.dirs)
     if (st.lastApply.generation === generation) run.noops++
     generation = st.lastApply.generation
