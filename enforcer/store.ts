@@ -27,6 +27,7 @@ import { nullLogger, type Logger } from '../shared/log.ts'
 import type { LocalWorkload, Namespace, NetworkPolicy, Pod, Snapshot } from './model.ts'
 import { canonical, describe, KINDS, normalize, objectKey, type Kind, type KubeObject } from './sources/objects.ts'
 import { stableJson } from '../shared/stable-json.ts'
+import { deepFreeze } from '../shared/frozen.ts'
 
 export type { Kind, KubeObject } from './sources/objects.ts'
 
@@ -329,11 +330,3 @@ function hasIPs(p: Pod): boolean {
   return !!p.status?.podIP || !!p.status?.podIPs?.length
 }
 
-/** Freezes `v` and everything it holds; normalize() built it, so no source still holds a part of it. */
-function deepFreeze<T>(v: T): T {
-  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
-    for (const x of Object.values(v)) deepFreeze(x)
-    Object.freeze(v)
-  }
-  return v
-}

@@ -7,19 +7,9 @@
 // be plain data frozen all the way down (the store freezes what it stores).
 // Anything else is derived afresh on every compile and compared by content.
 
-/** Whether `v` is plain data (objects, arrays, primitives) that no one can change any more. */
-export function deepFrozen(v: unknown): boolean {
-  if (typeof v !== 'object' || v === null) return typeof v !== 'function'
-  if (!Object.isFrozen(v)) return false
-  // A class instance or an accessor could compute a field afresh on every read: not plain data.
-  const proto = Object.getPrototypeOf(v)
-  if (proto !== Object.prototype && proto !== Array.prototype && proto !== null) return false
-  for (const k of Object.keys(v)) {
-    const d = Object.getOwnPropertyDescriptor(v, k)!
-    if (!('value' in d) || !deepFrozen(d.value)) return false
-  }
-  return true
-}
+import { deepFrozen } from '../../shared/frozen.ts'
+
+export { deepFrozen }
 
 /**
  * Values derived from deep-frozen objects, by identity. `get` returns
