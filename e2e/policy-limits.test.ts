@@ -3,7 +3,7 @@
 // rules using it allow nothing), reports it, and programs everything else; once
 // the set fits again, it is filled without a restart. Real traffic throughout.
 import t from 'tap'
-import { blackhole } from './lib/host.ts'
+import { blackhole, trySh } from './lib/host.ts'
 import { expectFlows, session, status, to, wrenSets } from './lib/behaviour.ts'
 
 const MAX = 1024 // the smallest --set-max-elem the agent accepts
@@ -31,6 +31,8 @@ t.test('a set over --set-max-elem is left empty and reported; the rest keeps wor
 
       const st = status(c)
       t.equal(st.lastError, undefined, 'the apply succeeded')
+      const helper = trySh('pgrep', ['-P', String(c.agentPid), '-x', 'wren-spawn']).stdout.trim()
+      t.ok(helper, "the agent's commands ran through its spawn helper (a wren-spawn child of the agent)")
       const problems: { object: string; message: string; effect: string }[] = st.lastApply?.problems ?? []
       const over = problems.find((p) => /app=many/.test(p.object))
       t.match(over, { message: `${MAX + 1} entries, more than --set-max-elem ${MAX}`, effect: /allow nothing/ }, `status names the set: ${JSON.stringify(problems)}`)
