@@ -29,11 +29,11 @@ export interface Source {
 export interface Writer {
   apply(state: DesiredState): Promise<unknown>
   /** Forget what the writer believes is in the kernel: its next apply reads it (drift repair). */
-  invalidate?(): void
+  invalidate(): void
   /** Read the kernel ahead of the first apply (done while the sources load). */
-  prefetch?(): Promise<void>
+  prefetch(): Promise<void>
   /** Read the kernel beside the applies; true if the read was kept for the next apply to diff against. */
-  refresh?(): Promise<boolean>
+  refresh(): Promise<boolean>
 }
 
 /** How often the kernel is re-read to repair drift (someone deleted a rule or a set member). */
@@ -94,7 +94,7 @@ export class Agent {
     // The kernel read of the first sync overlaps the sources' initial load; it
     // counts as the drift check's read. A failed prefetch only means the first
     // apply reads the kernel itself.
-    const prefetch = writer.prefetch?.().then(
+    const prefetch = writer.prefetch().then(
       () => void (this.lastKernelRead = now()),
       (e) => log.warn('reading the kernel ahead of the first sync failed; the first apply reads it', { err: (e as Error).message }),
     )
@@ -148,16 +148,15 @@ export class Agent {
 
   /**
    * One drift check. A read overlapped by an apply is not kept, so it is tried
-   * again a little later; after a few tries (changes keep coming), or with a
-   * writer that cannot read beside its applies, the next sync reads the kernel.
+   * again a little later; after a few tries (changes keep coming) the next
+   * sync reads the kernel itself.
    */
   private checkDrift(attempt = 1): void {
     const { writer, log } = this.deps
     const readInNextSync = () => {
-      writer.invalidate?.()
+      writer.invalidate()
       this.runner.trigger('resync')
     }
-    if (!writer.refresh) return readInNextSync()
     writer.refresh().then(
       (kept) => {
         if (kept) this.runner.trigger('resync')

@@ -43,7 +43,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   // the agent's first rules come before the metrics library (see metrics-deferred.ts)
   agent
     .whenApplied()
-    .then(async (ok) => void (ok && (await metrics.load())))
+    .then((ok) => (ok ? metrics.load() : undefined))
     .catch((e) => log.error('cannot load the metrics library; /metrics will fail', { err: (e as Error).message }))
 
   await new Promise<void>((resolve) => {

@@ -1,10 +1,10 @@
 /*
  * Store: everything the enforcer knows, as plain data.
  *
- * Model: per kind (Namespace, Pod, NetworkPolicy) a map key → {object, canonical
- * JSON (computed when the key is first written again), origin}, where origin names the source that last wrote it ('kube',
- * 'manifests', ...), plus the list of local workloads read from the plugin's
- * records.
+ * Model: per kind (Namespace, Pod, NetworkPolicy) a map key → {object,
+ * canonical JSON (computed when the key is first written again), origin},
+ * where origin names the source that last wrote it ('kube', 'manifests', ...),
+ * plus the list of local workloads read from the plugin's records.
  * Goals: sources push whatever they see; the store turns that into "did
  * anything that policy reads change", counted by `generation`, and a
  * `snapshot()` for the compiler.

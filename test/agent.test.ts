@@ -3,7 +3,7 @@
 // once its generation is in the kernel, a failed apply is retried, and an
 // interface whose pod is unknown is never reported programmed.
 import t from 'tap'
-import { Agent, DRIFT_CHECK_MS, type Source } from '../enforcer/agent.ts'
+import { Agent, DRIFT_CHECK_MS, type Source, type Writer } from '../enforcer/agent.ts'
 import { Store } from '../enforcer/store.ts'
 import { DEFAULT_ENFORCER_CONFIG } from '../enforcer/model.ts'
 import type { DesiredState } from '../enforcer/dataplane/types.ts'
@@ -30,12 +30,27 @@ class FakeSource implements Source {
   async stop() {}
 }
 
-class FakeWriter {
+/** The writer's side of the agent: applies recorded, kernel reads answered as the test says. */
+class FakeWriter implements Writer {
   applies: DesiredState[] = []
   invalidations = 0
   failNext = 0
+  prefetches = 0
+  refreshes = 0
+  /** What prefetch does; by default the read succeeds. */
+  prefetchWith = async () => {}
+  /** What a drift read beside the applies does; by default it is kept. */
+  refreshWith = async () => true
   invalidate() {
     this.invalidations++
+  }
+  prefetch() {
+    this.prefetches++
+    return this.prefetchWith()
+  }
+  refresh() {
+    this.refreshes++
+    return this.refreshWith()
   }
   async apply(s: DesiredState) {
     if (this.failNext > 0) {
@@ -46,25 +61,13 @@ class FakeWriter {
   }
 }
 
-/** A writer that reads the kernel ahead of the first apply, as the real one does. */
-class PrefetchingWriter extends FakeWriter {
-  prefetches = 0
-  constructor(private readonly read: () => Promise<void>) {
-    super()
-  }
-  prefetch() {
-    this.prefetches++
-    return this.read()
-  }
-}
-
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 const ns = { metadata: { name: 'demo', labels: {} } }
 const pod = (name: string) => ({ metadata: { name, namespace: 'demo', labels: { app: name } }, spec: { containers: [] } })
 const workload = (name: string, iface: string, ip: string) => ({ hostIface: iface, namespace: 'demo', pod: name, ips: [ip] })
 
-function setup<W extends FakeWriter = FakeWriter>(t: any, now?: () => number, writer: W = new FakeWriter() as W) {
+function setup(t: any, now?: () => number, writer = new FakeWriter()) {
   const store = new Store({ log: nullLogger })
   const cluster = new FakeSource()
   const records = new FakeSource()
@@ -136,57 +139,53 @@ t.test('the kernel is re-read by the periodic drift check, not by every sync', a
   records.finishInitialSync()
   await agent.start()
   await agent.waitSynced(2000)
-  await agent.runner.whenIdle()
-  t.equal(writer.invalidations, 1, 'the first drift check (no read yet) reads in the sync after the first')
   store.upsert('Namespace', ns)
   await agent.waitSynced(2000)
   await agent.runner.whenIdle()
-  t.equal(writer.invalidations, 1, 'an edit diffs against the cache')
+  t.equal(writer.refreshes, 0, "the read ahead of the first sync counts as the drift check's; edits diff against the cache")
   clock += DRIFT_CHECK_MS
   store.upsert('Pod', pod('web'))
   await agent.waitSynced(2000)
   await agent.runner.whenIdle()
-  t.equal(writer.invalidations, 2, 'the drift interval passed: the sync after the change reads (a writer that cannot read beside its applies)')
-  t.equal(writer.applies.length, 5, 'initial, its drift read, edit, change, its drift read')
+  t.equal(writer.refreshes, 1, 'the drift interval passed: one read, after the sync carrying the change')
+  t.equal(writer.invalidations, 0, 'a kept read: no sync reads the kernel itself')
+  t.equal(writer.applies.length, 4, 'initial, edit, change, the sync repairing drift')
 })
-
-/** A writer whose kernel reads beside the applies are answered by the test. */
-class RefreshingWriter extends FakeWriter {
-  reads: ((kept: boolean) => void)[] = []
-  refresh() {
-    return new Promise<boolean>((resolve) => this.reads.push(resolve))
-  }
-}
 
 t.test('a drift read beside the syncs holds up no change; kept, a sync after it repairs drift', async (t) => {
   let clock = 1_000_000
-  const { store, cluster, records, writer, agent } = setup(t, () => clock, new RefreshingWriter())
+  const { store, cluster, records, writer, agent } = setup(t, () => clock)
+  const reads: ((kept: boolean) => void)[] = []
+  writer.refreshWith = () => new Promise<boolean>((resolve) => reads.push(resolve))
   cluster.finishInitialSync()
   records.finishInitialSync()
   await agent.start()
   await agent.waitSynced(2000)
-  t.equal(writer.reads.length, 1, 'the drift read starts once the first sync is applied')
+  clock += DRIFT_CHECK_MS
   store.upsert('Namespace', ns)
+  await agent.waitSynced(2000)
+  t.equal(reads.length, 1, 'the drift read starts once the sync that found it due is applied')
+  store.upsert('Pod', pod('web'))
   t.ok(await agent.waitSynced(2000), 'a change is applied while the read is still out')
   const applied = writer.applies.length
-  writer.reads.shift()!(true)
+  reads.shift()!(true)
   await delay(20)
   await agent.runner.whenIdle()
   t.equal(writer.applies.length, applied + 1, 'a kept read: one more sync diffs against it')
   t.equal(writer.invalidations, 0, 'no sync read the kernel itself')
 
   clock += DRIFT_CHECK_MS
-  store.upsert('Pod', pod('web'))
+  store.upsert('Pod', pod('db'))
   await agent.waitSynced(2000)
   for (let i = 1; i <= 3; i++) {
-    for (let w = 0; w < 200 && !writer.reads.length; w++) await delay(10)
-    t.equal(writer.reads.length, 1, `read ${i} of the drift check`)
-    writer.reads.shift()!(false) // an apply overlapped it: not kept
+    for (let w = 0; w < 200 && !reads.length; w++) await delay(10)
+    t.equal(reads.length, 1, `read ${i} of the drift check`)
+    reads.shift()!(false) // an apply overlapped it: not kept
   }
   await delay(20)
   await agent.runner.whenIdle()
   t.equal(writer.invalidations, 1, 'three reads overlapped by applies: the next sync reads the kernel itself')
-  t.equal(writer.reads.length, 0, 'and no more reads are started')
+  t.equal(reads.length, 0, 'and no more reads are started')
 })
 
 t.test('a writer that reads the kernel while the sources load is not made to read it again', async (t) => {
@@ -196,7 +195,8 @@ t.test('a writer that reads the kernel while the sources load is not made to rea
       t.notOk(sourcesDone, 'the prefetch starts before the sources finish')
       if (fails) throw new Error('iptables-nft-save: simulated failure')
     }
-    const { cluster, records, writer, agent } = setup(t, undefined, new PrefetchingWriter(read))
+    const { cluster, records, writer, agent } = setup(t)
+    writer.prefetchWith = read
     const started = agent.start()
     setTimeout(() => {
       sourcesDone = true
@@ -206,7 +206,8 @@ t.test('a writer that reads the kernel while the sources load is not made to rea
     await started
     t.ok(await agent.waitSynced(2000), 'synced')
     t.equal(writer.prefetches, 1, 'prefetched once')
-    t.equal(writer.invalidations, fails ? 1 : 0, fails ? 'a failed prefetch: the first sync reads the kernel' : 'the first sync uses the prefetched read')
+    await agent.runner.whenIdle()
+    t.equal(writer.refreshes, fails ? 1 : 0, fails ? 'a failed prefetch: the drift check reads the kernel right after the first sync' : "the prefetched read counts as the drift check's")
     await agent.stop()
   }
 })

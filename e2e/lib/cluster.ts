@@ -10,7 +10,7 @@
 // ADD (the Pod object exists before its sandbox), and every change is followed
 // by `wren-enforcer status --wait-synced` instead of sleeping.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { appendFileSync, closeSync, cpSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { appendFileSync, closeSync, cpSync, existsSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { stringify } from 'yaml'
@@ -175,9 +175,10 @@ export class Cluster {
     if (r.code !== 0) throw new Error(`wren-enforcer status --wait-synced failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`)
   }
 
-  private writeManifest(file: string, doc: unknown): void {
+  /** One or more documents, written whole (temp file + rename: the agent never reads half a file). */
+  private writeManifest(file: string, ...docs: unknown[]): void {
     const tmp = join(this.manifests, `.${file}.tmp`)
-    writeFileSync(tmp, stringify(doc))
+    writeFileSync(tmp, docs.map((d) => stringify(d)).join('---\n'))
     renameSync(tmp, join(this.manifests, file))
   }
 
@@ -216,10 +217,8 @@ export class Cluster {
       status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
     }))
     const file = `remote-${namespace}.${group}.yaml`
-    const tmp = join(this.manifests, `.${file}.tmp`)
-    writeFileSync(tmp, docs.map((d) => stringify(d)).join('---\n'))
-    renameSync(tmp, join(this.manifests, file))
-    this.cleanup.push(`remote pods ${group}`, () => this.removeManifest(file))
+    if (!existsSync(join(this.manifests, file))) this.cleanup.push(`remote pods ${group}`, () => this.removeManifest(file))
+    this.writeManifest(file, ...docs)
   }
 
   labelPod(id: string, change: Record<string, string | null>): void {

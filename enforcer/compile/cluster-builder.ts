@@ -19,7 +19,8 @@ import type { Problem } from '../dataplane/types.ts'
 import type { Pod, Snapshot } from '../model.ts'
 import { indexed, namespaceLabels, namespaceOf, nsLabelsFor, podInfo, podKey, push, sameList, samePod, workloadIps, type Cluster, type PodInfo } from './cluster.ts'
 import type { PodChange } from './members.ts'
-import { deepFrozen, IdentityMemo } from './identity.ts'
+import { deepFrozen } from '../../shared/frozen.ts'
+import { IdentityMemo } from './identity.ts'
 import { compareText } from './selector.ts'
 
 /** What one pod object yields: its PodInfo (for the record IPs in `extra`) and the problems deriving it found. */

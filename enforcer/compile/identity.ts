@@ -9,8 +9,6 @@
 
 import { deepFrozen } from '../../shared/frozen.ts'
 
-export { deepFrozen }
-
 /**
  * Values derived from deep-frozen objects, by identity. `get` returns
  * undefined for an object it does not hold; `set` keeps the value only when

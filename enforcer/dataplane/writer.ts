@@ -36,8 +36,10 @@ import { type ActualState, type Plan, type PlanStats, type TableWrite, makePlan 
 import { type Prepared, PrepareMemo, prepare } from './prepare.ts'
 import { cleanupAll, countStatus, type KernelStatus } from './inventory.ts'
 import type { DesiredState, Family, Table } from './types.ts'
+import { DEFAULT_ENFORCER_CONFIG } from '../model.ts'
 
-export const DEFAULT_MAXELEM = 1_048_576
+/** maxelem when none is given: the agent's default (--set-max-elem). */
+export const DEFAULT_MAXELEM = DEFAULT_ENFORCER_CONFIG.setMaxElem
 /**
  * Reading 10,000 rules back through iptables-nft-save takes ~250 ms, more than
  * a policy change may cost, so applies within this long of the last read trust
@@ -89,9 +91,9 @@ export class Dataplane {
   private backend: Backend | undefined
   private cache: { state: ActualState; readAt: number } | undefined
   private queue: Promise<unknown> = Promise.resolve()
-  /** Operations running (0 or 1), and how many ever started: refresh() checks both. */
-  private busy = 0
-  private epoch = 0
+  /** Whether an apply, cleanup or status runs, and how many ever started: refresh() checks both. */
+  private running = false
+  private started = 0
   private readonly memo = new PrepareMemo()
   private readonly maxelem: number
   private readonly owner: string
@@ -129,7 +131,7 @@ export class Dataplane {
   prefetch(): Promise<void> {
     return this.serial(async () => {
       const readAt = this.now()
-      const state = await this.read(await this.getBackend(), [...ALWAYS_READ])
+      const state = await this.read(await this.getBackend(), tablesToRead(undefined, undefined))
       this.cache = { state, readAt }
     })
   }
@@ -146,23 +148,23 @@ export class Dataplane {
    * diffs against it and repairs any drift, at the cost of its own writes.
    */
   async refresh(): Promise<boolean> {
-    if (this.busy > 0 || !this.backend) return false
-    const epoch = this.epoch
+    if (this.running || !this.backend) return false
+    const started = this.started
     const readAt = this.now()
     const state = await this.read(this.backend, tablesToRead(undefined, this.cache?.state))
-    if (epoch !== this.epoch || this.busy > 0) return false
+    if (started !== this.started || this.running) return false
     this.cache = { state, readAt }
     return true
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const counted = async () => {
-      this.busy++
-      this.epoch++
+      this.running = true
+      this.started++
       try {
         return await fn()
       } finally {
-        this.busy--
+        this.running = false
       }
     }
     const run = this.queue.then(counted, counted)
