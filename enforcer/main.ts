@@ -3,12 +3,13 @@ import { Command, Option } from 'commander'
 import { agentConfig, DEFAULT_RUN_DIR, parseDuration, type RunFlags } from './config.ts'
 import { controlGet } from './control.ts'
 import { printStatus } from './status.ts'
+import pkg from '../package.json' with { type: 'json' }
 
 // The agent, the writer and the installer load only when their command runs:
 // `status` is called in loops by scripts and must start fast (the agent pulls
 // in @kubernetes/client-node).
 
-const program = new Command('wren-enforcer').description('wren node agent: NetworkPolicy → per-workload iptables chains and ipsets')
+const program = new Command('wren-enforcer').description('wren node agent: NetworkPolicy → per-workload iptables chains and ipsets').version(pkg.version)
 
 program
   .command('run')
