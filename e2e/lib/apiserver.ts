@@ -54,7 +54,7 @@ interface Watcher {
 
 export interface RequestLog {
   kind: ApiKind
-  verb: 'list' | 'watch'
+  verb: 'list' | 'watch' | 'get'
   query: Record<string, string>
 }
 
@@ -206,19 +206,23 @@ export class TestApiServer {
     if (req.method !== 'GET') return status(res, 405, 'MethodNotAllowed', `${req.method} is not supported here`)
     if (!route) return status(res, 404, 'NotFound', `no resource at ${url.pathname}`)
     const query = Object.fromEntries(url.searchParams)
-    const verb = query.watch === 'true' || query.watch === '1' ? 'watch' : 'list'
+    const verb = route.name !== undefined ? 'get' : query.watch === 'true' || query.watch === '1' ? 'watch' : 'list'
     this.requests.push({ kind: route.kind, verb, query })
     if (this.failures.count > 0) {
       this.failures.count--
       return status(res, this.failures.code, 'InternalError', 'injected failure')
     }
+    if (verb === 'get') return this.get(res, route.kind, route.name!, route.namespace)
     if (verb === 'list') return this.list(res, route.kind, route.namespace)
     this.watch(res, route.kind, route.namespace, query)
   }
 
-  private route(path: string): { kind: ApiKind; namespace?: string } | undefined {
+  private route(path: string): { kind: ApiKind; namespace?: string; name?: string } | undefined {
     for (const [kind, r] of Object.entries(RESOURCES) as [ApiKind, Resource][]) {
       if (path === `${r.prefix}/${r.plural}`) return { kind }
+      // one object: /api/v1/nodes/NAME, /api/v1/namespaces/NS/pods/NAME
+      const one = path.slice(r.prefix.length).match(r.namespaced ? /^\/namespaces\/([^/]+)\/([^/]+)\/([^/]+)$/ : /^()\/([^/]+)\/([^/]+)$/)
+      if (path.startsWith(r.prefix) && one && one[2] === r.plural) return { kind, namespace: r.namespaced ? decodeURIComponent(one[1]) : undefined, name: decodeURIComponent(one[3]) }
       const m = r.namespaced && path.startsWith(`${r.prefix}/namespaces/`) && path.slice(r.prefix.length).match(/^\/namespaces\/([^/]+)\/([^/]+)$/)
       if (m && m[2] === r.plural) return { kind, namespace: decodeURIComponent(m[1]) }
     }
@@ -227,6 +231,13 @@ export class TestApiServer {
 
   private current(kind: ApiKind, namespace?: string): any[] {
     return [...this.bucket(kind).values()].filter((o) => !namespace || o.metadata.namespace === namespace)
+  }
+
+  private get(res: ServerResponse, kind: ApiKind, name: string, namespace?: string): void {
+    const obj = this.bucket(kind).get(RESOURCES[kind].namespaced ? `${namespace}/${name}` : name)
+    if (!obj) return status(res, 404, 'NotFound', `${RESOURCES[kind].plural} "${name}" not found`)
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify(obj))
   }
 
   private list(res: ServerResponse, kind: ApiKind, namespace?: string): void {
