@@ -15,6 +15,10 @@ export interface AgentConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error'
   iptablesBackend: 'auto' | 'nft' | 'legacy'
   metricsPort?: number
+  /** /healthz and /readyz for the kubelet on 127.0.0.1:healthPort. */
+  healthPort: number
+  /** How long a source may fail to reach the API before /readyz says not ready. */
+  readyGraceMs: number
   /** Routes to other nodes' pods: host-gw where the node is one L2 hop away, else VXLAN; or always one of them. */
   overlay: OverlayMode
   enforcer: EnforcerConfig
@@ -35,6 +39,8 @@ export interface RunFlags {
   workloadToHost?: string
   iptablesBackend?: string
   metricsPort?: string
+  healthPort?: string
+  readyGrace?: string
   overlay?: string
   masquerade?: boolean
   clusterCidr?: string[]
@@ -42,6 +48,15 @@ export interface RunFlags {
 
 export const DEFAULT_STATE_DIR = '/var/lib/wren'
 export const DEFAULT_RUN_DIR = '/var/run/wren'
+/**
+ * Outside what nodes commonly run: Calico's health port is 9099, Prometheus
+ * exporters own 9100-9999 (node-exporter 9100 is on most nodes, host
+ * network), Kubernetes itself 10248-10259 (kubelet 10248/10250, kube-proxy
+ * 10249/10256), Antrea 10349-10351; below NodePorts (30000-32767) and the
+ * ephemeral range (32768+), so no outgoing connection can hold it.
+ */
+export const DEFAULT_HEALTH_PORT = 10264
+export const DEFAULT_READY_GRACE_MS = 60_000
 
 function parseMark(text: string, problems: string[]): number {
   const n = Number(text)
@@ -71,6 +86,10 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
   if (!['auto', 'nft', 'legacy'].includes(backend)) problems.push(`--iptables-backend ${backend}: auto, nft or legacy`)
   const metricsPort = f.metricsPort === undefined ? undefined : Number(f.metricsPort)
   if (metricsPort !== undefined && !(Number.isInteger(metricsPort) && metricsPort > 0 && metricsPort < 65536)) problems.push(`--metrics-port ${f.metricsPort}: a TCP port`)
+  const healthPort = f.healthPort === undefined ? DEFAULT_HEALTH_PORT : Number(f.healthPort)
+  if (!(Number.isInteger(healthPort) && healthPort > 0 && healthPort < 65536)) problems.push(`--health-port ${f.healthPort}: a TCP port`)
+  else if (metricsPort === healthPort) problems.push(`--metrics-port and --health-port are both ${healthPort}`)
+  const readyGraceMs = f.readyGrace === undefined ? DEFAULT_READY_GRACE_MS : durationOr(f.readyGrace, '--ready-grace', problems)
   const overlay = (f.overlay ?? 'auto') as OverlayMode
   if (!['auto', 'vxlan', 'host-gw'].includes(overlay)) problems.push(`--overlay ${overlay}: auto, vxlan or host-gw`)
   const clusterCidrs = f.clusterCidr ?? []
@@ -85,6 +104,8 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
     logLevel: level,
     iptablesBackend: backend,
     metricsPort,
+    healthPort,
+    readyGraceMs,
     overlay,
     enforcer: {
       ifacePrefix: prefix,
@@ -108,6 +129,15 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
 export function resolveNodeName(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, host: () => string = hostname): string {
   const given = flag?.trim() || env.NODE_NAME?.trim()
   return given || host().trim().toLowerCase()
+}
+
+function durationOr(text: string, flag: string, problems: string[]): number {
+  try {
+    return parseDuration(text)
+  } catch (e) {
+    problems.push(`${flag} ${text}: ${(e as Error).message}`)
+    return 0
+  }
 }
 
 /** "10s", "500ms", "2m" or a bare number of seconds → milliseconds. */

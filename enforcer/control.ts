@@ -23,6 +23,8 @@ export interface ControlHandlers {
   metrics?(): Promise<string>
   /** What each programmed set holds, in words (the kernel keeps no such text): name → description. */
   sets?(): Record<string, string>
+  /** /healthz and /readyz (see health.ts): the answer for a path, undefined for others. */
+  health?(path: string): { code: number; body: unknown } | undefined
   /** Runs one plugin invocation (a cni/serve.ts frame); absent, /cni answers 404 and the shim runs the plugin itself. */
   cni?(frame: Buffer): Promise<{ code: number; stdout: string }>
 }
@@ -67,6 +69,8 @@ export async function serveControl(runDir: string, h: ControlHandlers): Promise<
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'x-wren-cni-code': String(answer.code) })
         return res.end(body)
       }
+      const probe = h.health?.(url.pathname)
+      if (probe) return reply(probe.code, probe.body)
       if (url.pathname === '/status') return reply(200, await h.status(url.searchParams.get('kernel') !== '0'))
       if (url.pathname === '/sets' && h.sets) return reply(200, h.sets())
       if (url.pathname === '/metrics' && h.metrics) {

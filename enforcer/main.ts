@@ -1,6 +1,6 @@
 // wren-enforcer: the node agent and the operator's CLI.
 import { Command, Option } from 'commander'
-import { agentConfig, DEFAULT_RUN_DIR, parseDuration, resolveNodeName, type RunFlags } from './config.ts'
+import { agentConfig, DEFAULT_HEALTH_PORT, DEFAULT_RUN_DIR, parseDuration, resolveNodeName, type RunFlags } from './config.ts'
 import { controlGet } from './control.ts'
 import { printStatus } from './status.ts'
 import pkg from '../package.json' with { type: 'json' }
@@ -30,6 +30,8 @@ program
   .addOption(new Option('--iptables-backend <mode>', 'iptables backend (auto: the one kubelet/kube-proxy use)').choices(['auto', 'nft', 'legacy']).default('auto'))
   .addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default('info'))
   .option('--metrics-port <port>', 'serve Prometheus metrics on this TCP port (also on the control socket at /metrics)')
+  .option('--health-port <port>', '/healthz and /readyz for the kubelet on 127.0.0.1:PORT only (also on the control socket)', String(DEFAULT_HEALTH_PORT))
+  .option('--ready-grace <duration>', 'how long a source may fail to reach the Kubernetes API before /readyz says not ready', '60s')
   .addOption(new Option('--overlay <mode>', "routes to other nodes' pods: auto (host-gw to nodes on a connected subnet, VXLAN to the rest), vxlan (always), host-gw (never VXLAN)").choices(['auto', 'vxlan', 'host-gw']).default('auto'))
   .option('--no-masquerade', 'do not masquerade pod traffic leaving the cluster pod ranges (on by default)')
   .option('--cluster-cidr <cidr...>', "pod ranges of the cluster besides the Nodes' spec.podCIDRs (never masqueraded between pods)")

@@ -13,6 +13,7 @@ import { ManifestSource } from './sources/manifests.ts'
 import { RecordSource } from './sources/records.ts'
 import { Store } from './store.ts'
 import { DeferredMetrics } from './metrics-deferred.ts'
+import { Health, healthAnswer, serveHealth } from './health.ts'
 import type { Server } from 'node:http'
 import { http } from '../shared/node-http.ts'
 
@@ -27,9 +28,14 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem, backend: config.iptablesBackend, resyncMs: Infinity })
   const metrics = new DeferredMetrics()
   const agent = new Agent({ store, sources, records, writer, config: config.enforcer, log, metrics })
+  let programmed = false
+  void agent.whenApplied().then((ok) => (programmed = ok))
+  const disconnected = () => (cluster instanceof ManifestSource ? [] : cluster.disconnected())
+  const health = new Health({ programmed: () => programmed, disconnected, readyGraceMs: config.readyGraceMs })
 
   const server = await serveControl(config.runDir, {
-    status: async (kernel) => ({ ...agent.status(), source: sourceStatus(cluster), ...(kernel && { kernel: await writer.status() }) }),
+    status: async (kernel) => ({ ...agent.status(), health: { live: health.liveness(), ready: health.readiness() }, source: sourceStatus(cluster), ...(kernel && { kernel: await writer.status() }) }),
+    health: (path) => healthAnswer(health, path),
     waitSynced: (ms) => agent.waitSynced(ms),
     waitProgrammed: (iface, ms) => agent.waitProgrammed(iface, ms),
     metrics: () => metrics.text(),
@@ -39,6 +45,9 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   })
   const scrape = config.metricsPort ? await serveMetrics(config.metricsPort, metrics) : undefined
   log.info('control socket ready', { runDir: config.runDir })
+  health.start()
+  const probes = await serveHealth(health, config.healthPort)
+  log.info('health endpoints ready', { at: `127.0.0.1:${config.healthPort}` })
   await agent.start()
   // the agent's first rules come before the metrics library (see metrics-deferred.ts)
   agent
@@ -57,6 +66,8 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   await agent.stop()
   await new Promise<void>((resolve) => server.close(() => resolve()))
   scrape?.close()
+  health.stop()
+  probes.close()
 }
 
 /**

@@ -15,6 +15,11 @@
  * removes. The store compares content, so the client's re-delivery of
  * unchanged objects (and its update events without the old object) cost
  * nothing.
+ * Disconnection: `stats.disconnectedSince` is when the first error of a run
+ * of errors happened (list or watch failed, or the stream broke); it is
+ * cleared when the API answers again: a list succeeds, a watch is accepted
+ * (HTTP 200: a quiet cluster sends no event for a long time, and this client
+ * asks for no bookmarks), or a watch event arrives. Readiness reads it.
  * Invariants: `synced` is true once a list succeeded and stays true; nothing
  * is listed, watched or restarted after stop().
  * Shapes: watch events carry the API's JSON, but the generated list calls
@@ -38,6 +43,8 @@ export interface InformerStats {
   errors: number
   restarts: number
   lastError?: string
+  /** Epoch ms of the first error since the API last answered; absent while connected. */
+  disconnectedSince?: number
 }
 
 export interface SupervisedInformerOptions {
@@ -53,12 +60,18 @@ export interface SupervisedInformerOptions {
   onSynced?: () => void
 }
 
-/** The client's Watch, plus: a handle that arrives after stop() is aborted at once. */
+/**
+ * The client's Watch, plus: a handle that arrives after stop() is aborted at
+ * once, and `onAccepted` when the server took the watch. The client calls
+ * `done` before returning only when the request failed (no 200); on a 200 it
+ * returns first and calls `done` when the stream ends.
+ */
 class StoppableWatch extends Watch {
   stopped = false
   constructor(
     kc: KubeConfig,
     private readonly onEvent: () => void,
+    private readonly onAccepted: () => void,
   ) {
     super(kc)
   }
@@ -67,8 +80,13 @@ class StoppableWatch extends Watch {
       this.onEvent()
       cb(phase, obj, watchObj)
     }
-    const controller = await super.watch(path, query, counted, done)
+    let ended = false
+    const controller = await super.watch(path, query, counted, (err) => {
+      ended = true
+      done(err)
+    })
     if (this.stopped) controller.abort()
+    else if (!ended) this.onAccepted()
     return controller
   }
 }
@@ -90,12 +108,16 @@ export class SupervisedInformer {
     this.initialMs = o.backoff?.initialMs ?? 500
     this.maxMs = o.backoff?.maxMs ?? 30_000
     this.backoffMs = this.initialMs
-    this.watch = new StoppableWatch(o.kubeConfig, () => this.onEvent())
+    this.watch = new StoppableWatch(o.kubeConfig, () => this.onEvent(), () => this.connected())
     this.informer = new ListWatch(o.path, this.watch, () => this.list(), false)
     this.informer.on('add', (obj) => this.upsert(obj))
     this.informer.on('update', (obj) => this.upsert(obj))
     this.informer.on('delete', (obj) => this.remove(obj))
     this.informer.on('error', (err) => this.onError(err))
+  }
+
+  get kind(): Kind {
+    return this.o.kind
   }
 
   start(): void {
@@ -133,6 +155,7 @@ export class SupervisedInformer {
     if (this.stopped) throw new Error('informer stopped')
     const items = this.apply(res)
     this.backoffMs = this.initialMs
+    this.connected()
     if (!this.synced) {
       this.synced = true
       this.o.log.info('initial list done', { kind: this.o.kind, count: items.length })
@@ -168,12 +191,21 @@ export class SupervisedInformer {
   private onEvent(): void {
     this.stats.events++
     this.backoffMs = this.initialMs
+    this.connected()
+  }
+
+  /** The API answered: a list, an accepted watch or an event. */
+  private connected(): void {
+    if (this.stats.disconnectedSince === undefined) return
+    this.o.log.info('informer reached the API again', { kind: this.o.kind, afterMs: Date.now() - this.stats.disconnectedSince })
+    delete this.stats.disconnectedSince
   }
 
   private onError(err: unknown): void {
     if (this.stopped) return
     this.stats.errors++
     this.stats.lastError = describeError(err)
+    this.stats.disconnectedSince ??= Date.now()
     if (this.restartTimer) return
     const delay = Math.round(this.backoffMs * (0.8 + Math.random() * 0.4))
     this.backoffMs = Math.min(this.backoffMs * 2, this.maxMs)

@@ -14,6 +14,7 @@
 import { CoreV1Api, NetworkingV1Api, type KubeConfig } from '@kubernetes/client-node'
 import type { Logger } from '../../shared/log.ts'
 import type { Store } from '../store.ts'
+import type { Disconnection } from '../health.ts'
 import { SupervisedInformer, type InformerStats } from './informer.ts'
 import type { Kind } from './objects.ts'
 
@@ -83,6 +84,11 @@ export class KubeSource {
   stats(): Record<string, InformerStats & { synced: boolean }> {
     const kinds: Kind[] = ['Namespace', 'Pod', 'NetworkPolicy']
     return Object.fromEntries(this.informers.map((i, n) => [kinds[n], { ...i.stats, synced: i.synced }]))
+  }
+
+  /** Kinds whose informer cannot reach the API now, since when, the last error (for readiness). */
+  disconnected(): Disconnection[] {
+    return this.informers.flatMap((i) => (i.stats.disconnectedSince === undefined ? [] : [{ source: i.kind, since: i.stats.disconnectedSince, error: i.stats.lastError }]))
   }
 
   private checkSynced(): void {
