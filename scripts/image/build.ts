@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     const debs = resolve([...Object.keys(PICKS), ...LIBRARY_ROOTS])
     const fetched = fetch(debs, cacheDir)
     pruneCache(debs, cacheDir)
-    unpack(debs, cacheDir, join(work, 'pile'))
+    await unpack(debs, cacheDir, join(work, 'pile'))
     const tBuild = performance.now()
 
     const [base, runtime, app] = ['base', 'runtime', 'app'].map((l) => join(work, l))

@@ -3,8 +3,9 @@
 // `apt-get download` into a cache that survives between builds, and unpacked
 // one folder per package with `dpkg-deb -x`. Nothing here installs anything on
 // the build machine. rootfs.ts then picks files out of the unpacked folders.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 
 export interface Deb {
@@ -49,16 +50,28 @@ function show(names: string[]): Deb[] {
     })
 }
 
-/** The packages `roots` need, by Depends, without following the STOP list. */
+/**
+ * The packages `roots` need, by Depends, without following the STOP list. apt
+ * here keeps no binary cache (Debian's container setups turn it off), so every
+ * apt-cache call parses the lists again (~1 s): two calls, not one per level.
+ * `apt-cache depends --recurse` names a superset (it follows STOP too); one
+ * `show` of those, and the walk with STOP happens here.
+ */
 export function resolve(roots: string[]): Deb[] {
+  const flags = ['--no-recommends', '--no-suggests', '--no-conflicts', '--no-breaks', '--no-replaces', '--no-enhances']
+  const names = run('apt-cache', ['depends', '--recurse', ...flags, ...roots])
+    .split('\n')
+    .filter((l) => l && !l.startsWith(' ') && !l.startsWith('<')) // virtual names come as <name>
+  const known = new Map(show([...new Set(names)]).map((d) => [d.name, d]))
   const found = new Map<string, Deb>()
   let wanted = [...new Set(roots)]
   while (wanted.length) {
-    // virtual names (debconf-2.0) are not showable: only real names reach here, or STOP holds them
-    for (const d of show(wanted)) found.set(d.name, d)
-    const missing = wanted.filter((w) => !found.has(w))
-    if (missing.length) throw new Error(`no Debian package named ${missing.join(', ')} (apt-get update?)`)
-    wanted = [...new Set([...found.values()].flatMap((d) => d.depends))].filter((n) => !found.has(n) && !STOP.has(n))
+    for (const w of wanted) {
+      const d = known.get(w)
+      if (!d) throw new Error(`no Debian package named ${w} (apt-get update?)`)
+      found.set(w, d)
+    }
+    wanted = [...new Set(wanted.flatMap((w) => found.get(w)!.depends))].filter((n) => !found.has(n) && !STOP.has(n))
   }
   return [...found.values()].sort((a, b) => a.name.localeCompare(b.name))
 }
@@ -83,10 +96,23 @@ export function fetch(debs: Deb[], cacheDir: string): number {
   return missing.length
 }
 
-/** Unpacks each package into pileDir/<name>/. */
-export function unpack(debs: Deb[], cacheDir: string, pileDir: string): void {
+/** Unpacks each package into pileDir/<name>/, a few dpkg-deb at a time. */
+export async function unpack(debs: Deb[], cacheDir: string, pileDir: string): Promise<void> {
   mkdirSync(pileDir, { recursive: true })
-  for (const d of debs) run('dpkg-deb', ['-x', join(cacheDir, d.file), join(pileDir, d.name)])
+  const todo = [...debs]
+  const worker = async () => {
+    for (let d = todo.shift(); d; d = todo.shift()) {
+      const deb = d
+      await new Promise<void>((res, rej) => {
+        const p = spawn('dpkg-deb', ['-x', join(cacheDir, deb.file), join(pileDir, deb.name)], { stdio: ['ignore', 'ignore', 'pipe'] })
+        let err = ''
+        p.stderr.on('data', (b: Buffer) => (err += b))
+        p.on('error', rej)
+        p.on('close', (code) => (code === 0 ? res() : rej(new Error(`dpkg-deb -x ${deb.file} exited ${code}: ${err.trim()}`))))
+      })
+    }
+  }
+  await Promise.all(Array.from({ length: Math.max(2, availableParallelism()) }, worker))
 }
 
 /** Prunes cached .debs that no build names any more (old versions after a point release). */
