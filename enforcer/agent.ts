@@ -18,6 +18,13 @@ import { Compiler } from './compile/index.ts'
 import { Store } from './store.ts'
 import { Runner } from './runner.ts'
 import type { MetricsSink } from './metrics-deferred.ts'
+import type { Node } from './model.ts'
+
+/** Routes between nodes (network/router.ts): synced after each apply, never holding up the policy rules. */
+export interface Routes {
+  sync(nodes: readonly Node[]): Promise<void>
+  status(): unknown
+}
 
 export interface Source {
   start(): Promise<void>
@@ -48,6 +55,7 @@ export interface AgentDeps {
   /** The records source, rescanned alone when the plugin asks about one interface. */
   records: Source
   writer: Writer
+  routes?: Routes
   config: EnforcerConfig
   log: Logger
   metrics?: MetricsSink
@@ -78,6 +86,8 @@ export class Agent {
   readonly runner: Runner
   private started = false
   private lastKernelRead = 0
+  private routing: Promise<void> = Promise.resolve()
+  private routesFailing = false
   /** Remembers what unchanged policies and pods compiled to, so a sync costs what changed. */
   private readonly compiler: Compiler
 
@@ -124,7 +134,8 @@ export class Agent {
     // applied and runs beside later ones; a sync after it repairs what drifted.
     const driftDue = t0 - this.lastKernelRead >= DRIFT_CHECK_MS
     if (driftDue) this.lastKernelRead = t0
-    const desired = this.compiler.compile(store.snapshot())
+    const snapshot = store.snapshot()
+    const desired = this.compiler.compile(snapshot)
     try {
       await writer.apply(desired)
     } catch (e) {
@@ -140,10 +151,34 @@ export class Agent {
     log.debug('applied', { generation, ms: this.applied.durationMs, workloads: desired.workloads.length })
     this.wake()
     if (driftDue) this.checkDrift()
+    this.syncRoutes(snapshot.nodes ?? [])
     // bookkeeping after the waiters are answered: counting the store walks every object
     this.deps.metrics?.applied(generation, this.applied.durationMs / 1000, desired.workloads.length, desired.problems.length)
     this.deps.metrics?.storeCounts(store.counts())
     for (const p of desired.problems) log.warn('policy problem', { ...p })
+  }
+
+  /**
+   * Routes follow the policy rules rather than gate them: a pod's ADD waits
+   * for its chains, not for routes to other nodes. A failed route apply is
+   * retried by another sync a little later.
+   */
+  private syncRoutes(nodes: readonly Node[]): void {
+    const routes = this.deps.routes
+    if (!routes) return
+    this.routing = this.routing.then(() => routes.sync(nodes)).then(
+      () => void (this.routesFailing = false),
+      (e) => {
+        if (!this.routesFailing) this.deps.log.error('programming routes between nodes failed; will retry', { err: (e as Error).message })
+        this.routesFailing = true
+        setTimeout(() => this.runner.trigger('resync'), 1000).unref()
+      },
+    )
+  }
+
+  /** Resolves once the routes of the last sync are programmed (or failed). */
+  async routesSettled(): Promise<void> {
+    await this.routing
   }
 
   /**
@@ -209,7 +244,10 @@ export class Agent {
   async waitSynced(timeoutMs: number): Promise<boolean> {
     await Promise.all(this.deps.sources.map((s) => s.rescan()))
     const target = this.deps.store.generation
-    return this.waitFor(() => this.appliedAtLeast(target), timeoutMs)
+    const ok = await this.waitFor(() => this.appliedAtLeast(target), timeoutMs)
+    // the routes that sync started are part of "synced" (a Node change is proven by its routes)
+    if (ok) await this.routing
+    return ok
   }
 
   /** Resolves true once the interface's chains are in the kernel (the plugin's ADD waits on this). */
@@ -238,6 +276,7 @@ export class Agent {
       runner: this.runner.stats(),
       lastApply: this.applied,
       lastError: this.lastError,
+      ...(this.deps.routes && { routes: this.deps.routes.status() }),
     }
   }
 }

@@ -75,6 +75,17 @@ export interface NetworkPolicy {
 }
 
 /**
+ * A cluster node, reduced to what routing between nodes reads: its pod ranges
+ * and its InternalIP addresses (other address types are dropped on arrival, so
+ * a node's frequent status updates are no change).
+ */
+export interface Node {
+  metadata: ObjectMeta
+  spec?: { podCIDR?: string; podCIDRs?: string[] }
+  status?: { addresses?: { type: string; address: string }[] }
+}
+
+/**
  * A local workload: a host interface the plugin wired, joined with its pod.
  * Built from a workload record (shared/record.ts).
  */
@@ -91,6 +102,8 @@ export interface Snapshot {
   pods: Pod[]
   policies: NetworkPolicy[]
   workloads: LocalWorkload[]
+  /** Cluster nodes (cluster mode, or Node manifests); absent or empty: no routes, no masquerade from them. */
+  nodes?: Node[]
 }
 
 export interface EnforcerConfig {
@@ -113,6 +126,14 @@ export interface EnforcerConfig {
    * copy of every address in the set). 0: every group of several peers is a union.
    */
   unionAbove: number
+  /**
+   * Masquerade pod traffic whose destination is outside every pod range of the
+   * cluster (the nodes' spec.podCIDRs and `clusterCidrs`). Pod-to-pod traffic,
+   * across nodes too, keeps its source, so the receiver's policy sees it.
+   */
+  masquerade: boolean
+  /** Pod ranges of the cluster besides those the Node objects name (--cluster-cidr). */
+  clusterCidrs: string[]
 }
 
 export const DEFAULT_ENFORCER_CONFIG: EnforcerConfig = {
@@ -121,4 +142,6 @@ export const DEFAULT_ENFORCER_CONFIG: EnforcerConfig = {
   allowWorkloadToHost: true,
   setMaxElem: 1_048_576,
   unionAbove: 8,
+  masquerade: true,
+  clusterCidrs: [],
 }

@@ -12,6 +12,8 @@ import type { KubeSource } from './sources/kube.ts'
 import { ManifestSource } from './sources/manifests.ts'
 import { RecordSource } from './sources/records.ts'
 import { Store } from './store.ts'
+import { NetlinkRoutes } from './network/kernel.ts'
+import { Router } from './network/router.ts'
 import { DeferredMetrics } from './metrics-deferred.ts'
 import { Health, healthAnswer, serveHealth } from './health.ts'
 import type { Server } from 'node:http'
@@ -27,7 +29,9 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   // resyncMs Infinity: the agent decides when the kernel is re-read (its drift check)
   const writer = new Dataplane({ exec, log, setMaxElem: config.enforcer.setMaxElem, backend: config.iptablesBackend, resyncMs: Infinity })
   const metrics = new DeferredMetrics()
-  const agent = new Agent({ store, sources, records, writer, config: config.enforcer, log, metrics })
+  const routeKernel = new NetlinkRoutes(log)
+  const routes = new Router({ kernel: routeKernel, nodeName: config.nodeName, mode: config.overlay, log })
+  const agent = new Agent({ store, sources, records, writer, routes, config: config.enforcer, log, metrics })
   let programmed = false
   void agent.whenApplied().then((ok) => (programmed = ok))
   const disconnected = () => (cluster instanceof ManifestSource ? [] : cluster.disconnected())
@@ -64,6 +68,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'))
   })
   await agent.stop()
+  routeKernel.stop()
   await new Promise<void>((resolve) => server.close(() => resolve()))
   scrape?.close()
   health.stop()

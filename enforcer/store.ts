@@ -1,7 +1,7 @@
 /*
  * Store: everything the enforcer knows, as plain data.
  *
- * Model: per kind (Namespace, Pod, NetworkPolicy) a map key → {object,
+ * Model: per kind (Namespace, Pod, NetworkPolicy, Node) a map key → {object,
  * canonical JSON (computed when the key is first written again), origin},
  * where origin names the source that last wrote it ('kube', 'manifests', ...),
  * plus the list of local workloads read from the plugin's records.
@@ -24,7 +24,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { nullLogger, type Logger } from '../shared/log.ts'
-import type { LocalWorkload, Namespace, NetworkPolicy, Pod, Snapshot } from './model.ts'
+import type { LocalWorkload, Namespace, NetworkPolicy, Node, Pod, Snapshot } from './model.ts'
 import { canonical, describe, KINDS, normalize, objectKey, type Kind, type KubeObject } from './sources/objects.ts'
 import { stableJson } from '../shared/stable-json.ts'
 import { deepFreeze } from '../shared/frozen.ts'
@@ -195,6 +195,7 @@ export class Store extends EventEmitter {
       pods: this.snapshotPods() as Pod[],
       policies: this.sortedList('NetworkPolicy') as NetworkPolicy[],
       workloads: this.workloads,
+      nodes: this.sortedList('Node') as Node[],
     })
     this.cache = { gen: this.gen, snap }
     return snap

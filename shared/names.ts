@@ -40,6 +40,7 @@ export const CHAINS = {
   toWlDispatch: 'wren-to-wl-dispatch',
   wlToHost: 'wren-wl-to-host',
   rawPrerouting: 'wren-PREROUTING',
+  natPostrouting: 'wren-POSTROUTING',
 } as const
 
 /** Per-workload chain kinds keyed on the host interface name. */
@@ -65,6 +66,40 @@ export function setName(kind: SetKind, family: 4 | 6, key: string): string {
   const prefix = `${OWNER_PREFIX}${family}${tag}-`
   // leave room for the temp-swap suffix "~" so tempSetName stays within SET_MAX
   return prefix + hashParts([kind, String(family), key], SET_MAX - 1 - prefix.length)
+}
+
+/** Every pod range of the cluster, one hash:net per family (masquerade and anti-spoofing match it). */
+export function podCidrSetName(family: 4 | 6): string {
+  return `${OWNER_PREFIX}${family}-podcidrs`
+}
+
+// ---- routes between nodes ----
+
+/**
+ * The VXLAN device routes to other nodes' pods go through. Not prefixed with
+ * the workload prefix: `wren+` in iptables would take it for a pod interface.
+ */
+export const VXLAN_DEVICE = 'vxlan.wren'
+/** VNI and UDP port (IANA's 4789) of that device. */
+export const VXLAN_VNI = 1
+export const VXLAN_PORT = 4789
+/** Outer IPv4 + UDP + VXLAN + inner Ethernet headers: what a pod's MTU leaves for the overlay. */
+export const VXLAN_OVERHEAD = 50
+/**
+ * The routing protocol number stamped on every route wren makes (`ip route`
+ * shows `proto 87`). Ownership of routes comes from it: wren never changes or
+ * deletes a route with another protocol. Unregistered in iproute2's rt_protos.
+ */
+export const ROUTE_PROTOCOL = 87
+
+/**
+ * A node's VXLAN endpoint MAC, derived from its name, so every node knows
+ * every other node's without publishing it: locally administered, unicast.
+ */
+export function vtepMac(nodeName: string): string {
+  const h = hashParts(['vtep', nodeName], 12)
+  const first = ((parseInt(h.slice(0, 2), 16) & 0xfc) | 0x02).toString(16).padStart(2, '0')
+  return [first, ...h.slice(2).match(/../g)!].join(':')
 }
 
 export function tempSetName(name: string): string {

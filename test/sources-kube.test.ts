@@ -65,7 +65,7 @@ t.test('rescan is a barrier: the store holds what the API server holds, while wa
   const { api, store, source } = await setup(t)
   api.create('Pod', pod('prod', 'old', '10.0.0.7'))
   await source.start()
-  await waitFor('three watches', () => api.watchCount() === 3)
+  await waitFor('a watch per kind', () => api.watchCount() === 4)
   api.holdWatches()
   api.create('NetworkPolicy', policy('prod', 'late'))
   api.update('Pod', { ...pod('prod', 'old', '10.0.0.7'), metadata: { namespace: 'prod', name: 'old', labels: { app: 'changed' } } })
@@ -122,7 +122,7 @@ t.test('an update that changes nothing policy reads is not a change', async (t) 
 t.test('dropped watches reconnect from the last resourceVersion, no relist', async (t) => {
   const { api, store, source } = await setup(t)
   await source.start()
-  await waitFor('3 watches', () => api.watchCount() === 3)
+  await waitFor('a watch per kind', () => api.watchCount() === 4)
   t.equal(api.dropWatches(), 3)
   api.create('Pod', pod('default', 'after-drop', '10.0.0.7'))
   await waitFor('event after reconnect', () => !!store.get('Pod', 'default', 'after-drop'))
@@ -135,7 +135,7 @@ t.test('dropped watches reconnect from the last resourceVersion, no relist', asy
 t.test('abruptly cut watches: the supervisor restarts the informer', async (t) => {
   const { api, store, source } = await setup(t)
   await source.start()
-  await waitFor('3 watches', () => api.watchCount() === 3)
+  await waitFor('a watch per kind', () => api.watchCount() === 4)
   api.dropWatches({ abrupt: true })
   api.create('NetworkPolicy', policy('default', 'after-cut'))
   await waitFor('event after restart', () => !!store.get('NetworkPolicy', 'default', 'after-cut'))
@@ -150,7 +150,7 @@ t.test('history expired while disconnected: 410 → relist, and the store conver
   api.create('Pod', pod('prod', 'stays', '10.0.0.2'))
   api.create('NetworkPolicy', policy('prod', 'old'))
   await source.start()
-  await waitFor('3 watches', () => api.watchCount() === 3)
+  await waitFor('a watch per kind', () => api.watchCount() === 4)
   // The stream ends, and while the client reconnects, things change and the
   // server compacts its history past the client's resourceVersion.
   api.dropWatches()

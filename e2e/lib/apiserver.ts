@@ -61,6 +61,8 @@ export interface RequestLog {
 export interface TestApiServerOptions {
   /** How often a watch that allowed bookmarks gets one. */
   bookmarkIntervalMs?: number
+  /** Address to listen on (default 127.0.0.1); multi-node tests use the host's underlay address. */
+  host?: string
 }
 
 export class TestApiServer {
@@ -74,21 +76,23 @@ export class TestApiServer {
   private failures: { count: number; code: number } = { count: 0, code: 500 }
   private held?: (() => void)[]
   private readonly bookmarkIntervalMs: number
+  private readonly host: string
 
   constructor(opts: TestApiServerOptions = {}) {
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000
+    this.host = opts.host ?? '127.0.0.1'
     for (const k of Object.keys(RESOURCES) as ApiKind[]) this.objects.set(k, new Map())
   }
 
   async start(): Promise<void> {
     this.server = createServer((req, res) => this.handle(req, res))
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>((resolve) => this.server!.listen(0, this.host, resolve))
   }
 
   get url(): string {
     const a = this.server?.address() as AddressInfo | null
     if (!a) throw new Error('api server not started')
-    return `http://127.0.0.1:${a.port}`
+    return `http://${this.host}:${a.port}`
   }
 
   /** A KubeConfig for the real client, pointing here. */

@@ -8,6 +8,7 @@ import {
   ACCEPT, clearMark, DROP, goto, icmp6Type, inIface, inPrefix, jump, markIsSet, outIface, outPrefix, rpfilterInvert, rule,
 } from './match.ts'
 import { workloadChainName } from './workload.ts'
+import type { NetworkPart } from './network.ts'
 
 export function hooks(): Hook[] {
   return [
@@ -73,8 +74,11 @@ function inputChain(c: EnforcerConfig): Chain {
   return { name: CHAINS.input, table: 'filter', rules }
 }
 
-/** The fixed chains for one family; `ifaces` are the interfaces that got workload chains, sorted. */
-export function fixedChains(family: Family, ifaces: string[], c: EnforcerConfig): Chain[] {
+/**
+ * The fixed chains for one family; `ifaces` are the interfaces that got workload
+ * chains, sorted; `network` the cluster-wide part (network.ts), when pod ranges are known.
+ */
+export function fixedChains(family: Family, ifaces: string[], c: EnforcerConfig, network?: NetworkPart): Chain[] {
   return [
     forwardChain(c),
     dispatchChain(CHAINS.fromWlDispatch, ifaces, 'in'),
@@ -84,6 +88,7 @@ export function fixedChains(family: Family, ifaces: string[], c: EnforcerConfig)
     // "traffic to and from the node where a Pod is running is always allowed": host → pod.
     { name: CHAINS.output, table: 'filter', rules: [rule(outPrefix(c.ifacePrefix), ACCEPT, 'host to workload')] },
     // Anti-spoofing: the source must route back through the interface it came in on.
-    { name: CHAINS.rawPrerouting, table: 'raw', rules: [rule([...inPrefix(c.ifacePrefix), ...rpfilterInvert], DROP, 'spoofed source')] },
+    { name: CHAINS.rawPrerouting, table: 'raw', rules: [rule([...inPrefix(c.ifacePrefix), ...rpfilterInvert], DROP, 'spoofed source'), ...(network?.antiSpoofing ?? [])] },
+    ...(network?.chains ?? []),
   ]
 }

@@ -15,8 +15,9 @@
 // - A workload whose pod is unknown gets no chains, so dispatch drops it (workload.ts).
 // - A bad config (prefix, mark) throws: nothing is compiled, the kernel stays as it is.
 import type { Chain, DesiredState, Family, FamilyState, Problem } from '../dataplane/types.ts'
-import type { EnforcerConfig, NetworkPolicy, Snapshot } from '../model.ts'
+import type { EnforcerConfig, NetworkPolicy, Node, Snapshot } from '../model.ts'
 import { fixedChains, hooks } from './chains.ts'
+import { networkPart, podRanges, type NetworkPart } from './network.ts'
 import { ClusterBuilder } from './cluster-builder.ts'
 import { namespaceOf, type Cluster } from './cluster.ts'
 import { IdentityMemo } from './identity.ts'
@@ -121,7 +122,9 @@ export class Compiler {
   /** The last policy list, when deep-frozen, and what it analysed to. */
   private lastPolicies?: { list: NetworkPolicy[]; plans: PolicyPlan[]; problems: Problem[] }
   /** Per family, the last selections and the chains and set requests they gave. */
-  private lastFamilies = new Map<Family, FamilyChains & { selections: Selection[] }>()
+  private lastFamilies = new Map<Family, FamilyChains & { selections: Selection[]; network: NetworkPart }>()
+  /** Per family, the node list last seen and the cluster-wide part its pod ranges gave. */
+  private lastNetwork = new Map<Family, { nodes: readonly Node[]; key: string; part: NetworkPart }>()
 
   constructor(private readonly config: EnforcerConfig) {}
 
@@ -134,8 +137,8 @@ export class Compiler {
     const subjects = resolveWorkloads(snapshot.workloads, cluster, this.config.ifacePrefix, problems)
     const selections = select(subjects, plans)
     const out: DesiredState = {
-      v4: this.familyState(4, cluster, selections, problems),
-      v6: this.familyState(6, cluster, selections, problems),
+      v4: this.familyState(4, cluster, selections, problems, this.network(4, snapshot.nodes ?? [])),
+      v6: this.familyState(6, cluster, selections, problems, this.network(6, snapshot.nodes ?? [])),
       problems: sortedProblems(problems),
       workloads: subjects.map((s) => s.iface),
     }
@@ -220,14 +223,28 @@ export class Compiler {
     return c
   }
 
-  private familyState(family: Family, cluster: Cluster, selections: Selection[], problems: Problem[]): FamilyState {
-    // The chains and the sets they name depend only on the selections (the plans by identity); members on the cluster.
+  /** The cluster-wide part for one family, the same object while the pod ranges are the same. */
+  private network(family: Family, nodes: readonly Node[]): NetworkPart {
+    const last = this.lastNetwork.get(family)
+    if (last?.nodes === nodes) return last.part
+    const ranges = podRanges(nodes, this.config, family)
+    const part = last && last.key === ranges.join(' ') ? last.part : networkPart(family, ranges, this.config)
+    this.lastNetwork.set(family, { nodes, key: ranges.join(' '), part })
+    return part
+  }
+
+  private familyState(family: Family, cluster: Cluster, selections: Selection[], problems: Problem[], network: NetworkPart): FamilyState {
+    // The chains and the sets they name depend only on the selections (the plans by identity) and the
+    // cluster-wide part; members on the cluster.
     const last = this.lastFamilies.get(family)
-    const { chains, requests, reused } = last && sameSelections(last.selections, selections) ? last : this.familyChains(family, selections)
+    const same = last && last.network === network && sameSelections(last.selections, selections)
+    const { chains, requests, reused } = same ? last : this.familyChains(family, selections, network)
     for (const [key, c] of reused) this.usedChains.set(key, c)
-    this.lastFamilies.set(family, { selections, chains, requests, reused })
+    this.lastFamilies.set(family, { selections, network, chains, requests, reused })
     const sets = requests.map((r) => ({ name: r.name, type: r.type, family, members: this.fitting(r, this.members.members(r, family, cluster), problems), comment: comment(r.description) }))
-    return { family, hooks: hooks(), chains, sets }
+    if (network.sets.length) sets.push(...network.sets)
+    sets.sort((a, b) => compareText(a.name, b.name))
+    return { family, hooks: [...hooks(), ...network.hooks], chains, sets }
   }
 
   /**
@@ -247,7 +264,7 @@ export class Compiler {
     return []
   }
 
-  private familyChains(family: Family, selections: Selection[]): FamilyChains {
+  private familyChains(family: Family, selections: Selection[], network: NetworkPart): FamilyChains {
     const { config } = this
     const sets = new SetRegistry(family)
     const reused: [string, Compiled][] = []
@@ -265,7 +282,8 @@ export class Compiler {
       }
     }
     const ifaces = selections.map((s) => s.subject.iface)
-    chains.push(...reuse(JSON.stringify(['fixed', family, ifaces]), () => fixedChains(family, ifaces, config)))
+    const netKey = network.sets.flatMap((s) => s.members)
+    chains.push(...reuse(JSON.stringify(['fixed', family, ifaces, netKey]), () => fixedChains(family, ifaces, config, network)))
     // Same order as comparing `${table} ${name}` (no table name is a prefix of another), without building strings.
     chains.sort((a, b) => compareText(a.table, b.table) || compareText(a.name, b.name))
     // frozen: the writer may then take the same list back for the same chains

@@ -7,7 +7,10 @@ import type { Rule } from '../dataplane/types.ts'
 
 export type Proto = 'tcp' | 'udp' | 'sctp'
 
-const IFACE = /^[a-z0-9]{1,15}$/
+/** Workload interfaces: the plugin names them prefix + hex. */
+const WORKLOAD_IFACE = /^[a-z0-9]{1,15}$/
+/** Any interface a rule names: also the overlay device (`vxlan.wren`). */
+const IFACE = /^[a-z0-9][a-z0-9.]{0,14}$/
 const COMMENT_UNSAFE = /[^A-Za-z0-9 ./:_=,-]/g
 /** iptables' comment match holds at most 255 bytes. */
 const COMMENT_MAX = 240
@@ -22,7 +25,7 @@ export function rule(match: string[], action: string[], text: string): Rule {
 }
 
 export function validIface(name: string, prefix: string): boolean {
-  return IFACE.test(name) && name.startsWith(prefix) && name.length > prefix.length
+  return WORKLOAD_IFACE.test(name) && name.startsWith(prefix) && name.length > prefix.length
 }
 
 function iface(name: string): string {
@@ -72,6 +75,13 @@ export function clearMark(mark: number): string[] {
 export function inSet(setName: string, dirs: 'src' | 'dst' | 'dst,dst'): string[] {
   return ['-m', 'set', '--match-set', setName, dirs]
 }
+
+/** Not in the set: `! --match-set`. */
+export function notInSet(setName: string, dirs: 'src' | 'dst'): string[] {
+  return ['-m', 'set', '!', '--match-set', setName, dirs]
+}
+
+export const MASQUERADE = ['-j', 'MASQUERADE']
 
 function portNumber(n: number): string {
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`refusing port ${n}`)

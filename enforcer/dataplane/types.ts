@@ -46,7 +46,7 @@ export interface IpSet {
  */
 export interface Hook {
   table: Table
-  chain: 'FORWARD' | 'INPUT' | 'OUTPUT' | 'PREROUTING'
+  chain: 'FORWARD' | 'INPUT' | 'OUTPUT' | 'PREROUTING' | 'POSTROUTING'
   target: string
 }
 

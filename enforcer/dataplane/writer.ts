@@ -259,10 +259,18 @@ async function settleAll(jobs: (Promise<void> | undefined)[]): Promise<void> {
   if (failed) throw (failed as PromiseRejectedResult).reason
 }
 
+/**
+ * filter and raw always; nat (masquerade) when the desired state uses it, when
+ * the last read found wren's chains or hooks there, and on a read without a
+ * cache (start-up, after an invalidate), so a leftover of an earlier run is
+ * found. Otherwise nat is not read: on a kube-proxy node it holds thousands of
+ * rules that are not ours.
+ */
 function tablesToRead(desired: Prepared | undefined, cached: ActualState | undefined): Table[] {
   const tables = new Set<Table>(ALWAYS_READ)
+  if (!cached) tables.add('nat')
   for (const byTable of desired?.families.values() ?? []) for (const t of byTable.keys()) tables.add(t)
-  for (const byTable of cached?.tables.values() ?? []) for (const t of byTable.keys()) tables.add(t)
+  for (const byTable of cached?.tables.values() ?? []) for (const [t, kt] of byTable) if (ALWAYS_READ.includes(t) || kt.chains.size || kt.foreign.size) tables.add(t)
   return [...tables]
 }
 

@@ -1,9 +1,9 @@
 /*
- * KubeSource: Pods, Namespaces and NetworkPolicies from the Kubernetes API,
+ * KubeSource: Pods, Namespaces, NetworkPolicies and Nodes from the Kubernetes API,
  * one SupervisedInformer each (see informer.ts for restart, relist and
  * indexing), all writing to the Store under origin 'kube'.
  *
- * Model: three independent informers; `synced` once all three initial lists
+ * Model: four independent informers; `synced` once all four initial lists
  * succeeded. start() resolves then (the agent must not program the kernel from
  * a partial view) and rejects if stop() comes first. rescan() is a barrier: a
  * fresh list of each kind.
@@ -45,15 +45,17 @@ export class KubeSource {
       mk('Namespace', '/api/v1/namespaces', () => core.listNamespace()),
       mk('Pod', '/api/v1/pods', () => core.listPodForAllNamespaces(), (p) => podRelevant(p, o.nodeName)),
       mk('NetworkPolicy', '/apis/networking.k8s.io/v1/networkpolicies', () => net.listNetworkPolicyForAllNamespaces()),
+      // routes between nodes and the cluster's pod ranges (masquerade, anti-spoofing)
+      mk('Node', '/api/v1/nodes', () => core.listNode()),
     ]
   }
 
-  /** True once Pods, Namespaces and NetworkPolicies have each been listed. */
+  /** True once every kind has been listed. */
   get synced(): boolean {
     return this.informers.every((i) => i.synced)
   }
 
-  /** Starts the informers; resolves after the initial lists of all three kinds. */
+  /** Starts the informers; resolves after the initial lists of every kind. */
   start(): Promise<void> {
     if (this.stopped) return Promise.reject(new Error('kube source stopped'))
     if (this.syncDone) return this.syncDone
@@ -82,7 +84,7 @@ export class KubeSource {
 
   /** Per kind: lists, watch events, errors, restarts. */
   stats(): Record<string, InformerStats & { synced: boolean }> {
-    const kinds: Kind[] = ['Namespace', 'Pod', 'NetworkPolicy']
+    const kinds: Kind[] = ['Namespace', 'Pod', 'NetworkPolicy', 'Node']
     return Object.fromEntries(this.informers.map((i, n) => [kinds[n], { ...i.stats, synced: i.synced }]))
   }
 

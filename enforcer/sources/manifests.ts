@@ -37,7 +37,7 @@ import { parseDocuments, parsePiece, splitDocuments } from './yamldocs.ts'
 
 export const MANIFEST_ORIGIN = 'manifests'
 
-const API_VERSIONS: Record<Kind, string> = { Namespace: 'v1', Pod: 'v1', NetworkPolicy: 'networking.k8s.io/v1' }
+const API_VERSIONS: Record<Kind, string> = { Namespace: 'v1', Pod: 'v1', NetworkPolicy: 'networking.k8s.io/v1', Node: 'v1' }
 const EXTENSIONS = /\.(ya?ml|json)$/
 /** A file changed this shortly before it was read is read again next scan (coarse or lagging timestamps). */
 const RACY_NS = 2_000_000_000n

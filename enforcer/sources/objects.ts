@@ -6,17 +6,17 @@
 // `null` treated as absent. The checks are structural (types, required
 // fields); whether a value makes sense (a CIDR, an operator) is the compiler's
 // call, which fails closed on what it cannot honour.
-import type { LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, ObjectMeta, Pod } from '../model.ts'
+import type { LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Node, ObjectMeta, Pod } from '../model.ts'
 import { stableJson } from '../../shared/stable-json.ts'
 
-export type Kind = 'Namespace' | 'Pod' | 'NetworkPolicy'
-export const KINDS: readonly Kind[] = ['Namespace', 'Pod', 'NetworkPolicy']
-export type KubeObject = Namespace | Pod | NetworkPolicy
+export type Kind = 'Namespace' | 'Pod' | 'NetworkPolicy' | 'Node'
+export const KINDS: readonly Kind[] = ['Namespace', 'Pod', 'NetworkPolicy', 'Node']
+export type KubeObject = Namespace | Pod | NetworkPolicy | Node
 
 export type Normalized<T> = { ok: true; obj: T } | { ok: false; errors: string[] }
 
 export function isNamespaced(kind: Kind): boolean {
-  return kind !== 'Namespace'
+  return kind !== 'Namespace' && kind !== 'Node'
 }
 
 /** The store key: `namespace/name` for namespaced kinds, `name` otherwise. */
@@ -41,6 +41,7 @@ export function normalize(kind: Kind, obj: unknown): Normalized<KubeObject> {
   if (kind === 'Namespace') out = { metadata }
   else if (kind === 'Pod') out = { metadata, ...podBody(c, obj) }
   else if (kind === 'NetworkPolicy') out = { metadata, spec: policySpec(c, obj.spec) }
+  else if (kind === 'Node') out = { metadata, ...nodeBody(c, obj) }
   else c.fail('kind', `unknown kind ${kind}`)
   return c.errors.length || !out ? { ok: false, errors: c.errors } : { ok: true, obj: out }
 }
@@ -129,6 +130,23 @@ function podBody(c: Checker, o: Record<string, any>): Omit<Pod, 'metadata'> {
   return {
     spec: setIf({}, { nodeName: c.str(spec.nodeName, 'spec.nodeName'), hostNetwork: c.bool(spec.hostNetwork, 'spec.hostNetwork'), containers }),
     status: setIf({}, { podIP: c.str(status.podIP, 'status.podIP'), podIPs, phase: c.str(status.phase, 'status.phase') }),
+  }
+}
+
+/** Pod ranges and InternalIP addresses only: heartbeats and other address types are no change. */
+function nodeBody(c: Checker, o: Record<string, any>): Omit<Node, 'metadata'> {
+  const spec = c.obj(o.spec, 'spec') ?? {}
+  const status = c.obj(o.status, 'status') ?? {}
+  const podCIDRs = c.arr(spec.podCIDRs, 'spec.podCIDRs', (x, p) => c.str(x, p, true))
+  const addresses = c.arr(status.addresses, 'status.addresses', (x, p) => {
+    const a = c.obj(x, p)
+    const type = c.str(a?.type, `${p}.type`, true)
+    const address = c.str(a?.address, `${p}.address`, true)
+    return type === 'InternalIP' && address !== undefined ? { type, address } : undefined
+  })
+  return {
+    spec: setIf({}, { podCIDR: c.str(spec.podCIDR, 'spec.podCIDR'), podCIDRs }),
+    status: setIf({}, { addresses }),
   }
 }
 
