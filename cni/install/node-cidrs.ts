@@ -44,7 +44,8 @@ export async function waitForNodePodCidrs(o: NodeCidrOptions): Promise<string[]>
 
   const readOnce = async (): Promise<Outcome> => {
     // a black-holed API server must not hold a request past the deadline
-    const signal = AbortSignal.timeout(Math.max(1, Math.min(10_000, deadline - Date.now())))
+    // (the last try, at the deadline, still gets a second to answer)
+    const signal = AbortSignal.timeout(Math.min(10_000, Math.max(1000, deadline - Date.now())))
     const withSignal = {
       middleware: [{ pre: (ctx: any) => (ctx.setSignal(signal), new Observable(Promise.resolve(ctx))), post: (ctx: any) => new Observable(Promise.resolve(ctx)) }],
       middlewareMergeStrategy: 'append' as const,
@@ -84,7 +85,7 @@ function serverOf(kc: KubeConfig): string {
 
 /** One clear line per reason: the node is missing, the API refused us, or it cannot be reached. */
 function describeFailure(e: unknown, nodeName: string, server: string): string {
-  const err = e as { code?: unknown; body?: unknown; message?: string; cause?: { code?: string }; name?: string }
+  const err = e as { code?: unknown; body?: unknown; message?: string; name?: string }
   if (typeof err?.code === 'number') {
     if (err.code === 404) return `node ${nodeName} does not exist yet`
     let reason = ''
@@ -95,7 +96,7 @@ function describeFailure(e: unknown, nodeName: string, server: string): string {
     }
     return `${server} answered HTTP ${err.code}${reason ? `: ${reason}` : ''}`
   }
-  const why = err?.name === 'AbortError' || err?.name === 'TimeoutError' ? 'no answer in time' : (err?.cause?.code ?? err?.message ?? String(e))
+  const why = err?.name === 'AbortError' || err?.name === 'TimeoutError' ? 'no answer in time' : typeof err?.code === 'string' ? err.code : (err?.message ?? String(e))
   return `the API server ${server} is unreachable (${why})`
 }
 
