@@ -123,7 +123,7 @@ t.test('dropped watches reconnect from the last resourceVersion, no relist', asy
   const { api, store, source } = await setup(t)
   await source.start()
   await waitFor('a watch per kind', () => api.watchCount() === 4)
-  t.equal(api.dropWatches(), 3)
+  t.equal(api.dropWatches(), 4)
   api.create('Pod', pod('default', 'after-drop', '10.0.0.7'))
   await waitFor('event after reconnect', () => !!store.get('Pod', 'default', 'after-drop'))
   const podRequests = api.requests.filter((r) => r.kind === 'Pod')

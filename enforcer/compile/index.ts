@@ -28,6 +28,7 @@ import { analysePolicy, conflictPlan, DIRECTIONS, selects, type PolicyPlan } fro
 import { SetRegistry, type SetRequest, type SetUser } from './sets.ts'
 import { compareText } from './selector.ts'
 import { stableJson } from '../../shared/stable-json.ts'
+import { deepFrozen } from '../../shared/frozen.ts'
 import { compileWorkloadChain, resolveWorkloads, type Subject } from './workload.ts'
 
 /** A workload and the policies selecting it, per direction, in namespace/name order. */
@@ -226,7 +227,8 @@ export class Compiler {
   /** The cluster-wide part for one family, the same object while the pod ranges are the same. */
   private network(family: Family, nodes: readonly Node[]): NetworkPart {
     const last = this.lastNetwork.get(family)
-    if (last?.nodes === nodes) return last.part
+    // by identity only for a deep-frozen list (the store's): anything else may have changed in place
+    if (last?.nodes === nodes && deepFrozen(nodes)) return last.part
     const ranges = podRanges(nodes, this.config, family)
     const part = last && last.key === ranges.join(' ') ? last.part : networkPart(family, ranges, this.config)
     this.lastNetwork.set(family, { nodes, key: ranges.join(' '), part })

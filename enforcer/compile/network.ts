@@ -26,7 +26,8 @@ export interface NetworkPart {
 export function networkPart(family: Family, ranges: readonly string[], config: EnforcerConfig): NetworkPart {
   if (!ranges.length) return { hooks: [], chains: [], sets: [], antiSpoofing: [] }
   const set = podCidrSetName(family)
-  const sets: IpSet[] = [{ name: set, type: 'hash:net', family, members: [...ranges], comment: 'every pod range of the cluster' }]
+  // frozen: the compiler hands the same part to later compiles, and the writer memoises frozen member lists
+  const sets: IpSet[] = [Object.freeze({ name: set, type: 'hash:net', family, members: Object.freeze([...ranges]) as string[], comment: 'every pod range of the cluster' })]
   // A pod source arriving on any interface must route back through it: a local
   // pod's address only comes from its veth (else its /32 or the blackholed
   // range fails the check), another node's only from where its range routes

@@ -132,6 +132,26 @@ function conflicts(views: NodeView[], last: RoutePlan | undefined): Map<string, 
   return bad
 }
 
+/**
+ * A bad node keeps the routes the last plan gave it, so its old ranges are
+ * still claimed even when its object no longer names them: a node that now
+ * claims an overlapping range gets a problem instead of a second route.
+ */
+function dropClaimsOnKeptRanges(byNode: Map<string, NodeRoutes>, views: NodeView[], last: RoutePlan | undefined, problems: Problem[]): void {
+  const good = new Set(views.filter((v) => !v.problems.length).map((v) => v.name))
+  const kept = [...byNode].filter(([name, r]) => !good.has(name) && r === last?.byNode.get(name))
+  const keptRanges = kept.flatMap(([name, r]) => r.routes.map((x) => ({ name, cidr: parseCidr(x.dst)! })))
+  for (const [name, r] of [...byNode]) {
+    if (!good.has(name) || r.routes.every((x) => x.kind === 'blackhole')) continue
+    const clash = keptRanges.find((k) => k.name !== name && r.routes.some((x) => overlaps(parseCidr(x.dst)!, k.cidr)))
+    if (!clash) continue
+    byNode.delete(name)
+    const had = last?.byNode.get(name)
+    problems.push(problem(name, `pod CIDR overlaps ${formatCidr(clash.cidr)}, still routed to Node ${clash.name}`, had ? 'its routes from before are kept' : 'no routes to its pods'))
+    if (had) byNode.set(name, had)
+  }
+}
+
 function connectedTo(ip: Ip, connected: readonly Cidr[]): boolean {
   return connected.some((c) => c.ip.family === ip.family && contains(c, ip))
 }
@@ -189,6 +209,7 @@ export function planRoutes(input: PlanInput): RoutePlan {
       else byNode.set(v.name, r)
     }
   }
+  dropClaimsOnKeptRanges(byNode, views, input.last, problems)
   const routes = [...byNode.values()].flatMap((n) => n.routes)
   const peers = [...byNode.values()].flatMap((n) => (n.peer ? [n.peer] : []))
   const local = self.ips.find((ip) => ip.family === 4)
