@@ -16,7 +16,7 @@
 // writes nothing.
 import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { CONF_NAME, defaultPodMtu, mtuProblems, podCidrProblems, wrenConfList } from './install/conflist.ts'
+import { agentDirProblems, CONF_NAME, defaultPodMtu, mtuProblems, podCidrProblems, wrenConfList, type AgentDirs } from './install/conflist.ts'
 import { installFile, installText, manifestText, readManifest, removeFile, removeStaleTemps, sameBytes, type Manifest } from './install/files.ts'
 import { AUX_DIR, binEntries, LEGACY_NAMES, legacySource, locateSources, MANIFEST, type Sources } from './install/layout.ts'
 
@@ -30,6 +30,8 @@ export interface InstallOptions {
   podCidrs: string[]
   /** Pod MTU; default: the uplink's MTU minus room for VXLAN (defaultPodMtu). */
   mtu?: number
+  /** The agent's state and run folders, written into the conflist when given (the plugin's defaults are the agent's). */
+  agentDirs?: AgentDirs
   /** Where the bundle, shim and runtime come from; default: found from this module (locateSources). */
   sources?: Partial<Sources> & { root?: string }
   confName?: string
@@ -50,10 +52,10 @@ export interface InstallResult {
 
 export async function installCni(o: InstallOptions): Promise<InstallResult> {
   const mtu = o.mtu ?? defaultPodMtu().mtu
-  const problems = [...podCidrProblems(o.podCidrs), ...mtuProblems(mtu, o.podCidrs)]
+  const problems = [...podCidrProblems(o.podCidrs), ...mtuProblems(mtu, o.podCidrs), ...agentDirProblems(o.agentDirs ?? {})]
   if (problems.length) throw new Error(problems.join('; '))
   const src = locateSources(o.sources)
-  const conflist = JSON.stringify(wrenConfList(o.podCidrs, mtu), null, 2) + '\n'
+  const conflist = JSON.stringify(wrenConfList(o.podCidrs, mtu, o.agentDirs), null, 2) + '\n'
   makeDir(o.binDir, '--bin-dir')
   makeDir(o.confDir, '--conf-dir')
 

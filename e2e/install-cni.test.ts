@@ -200,6 +200,7 @@ t.test('bad input: a clear error and nothing written', async (t) => {
     [['--kubeconfig', '/nonexistent', '--in-cluster'], /not both/],
     [['--kubeconfig', join(root, 'missing-kubeconfig'), '--wait-timeout', '1s'], /ENOENT|no such file/i],
     [['--pod-cidr', '10.244.1.0/24', '--wait-timeout', 'soon'], /bad duration/],
+    [['--kubeconfig', '/nonexistent', '--run-dir', 'relative/run'], /--run-dir relative\/run: must be an absolute path/],
   ]
   for (const [args, want] of cases) {
     const r = await run(['install-cni', '--bin-dir', bin, '--conf-dir', conf, ...args])
@@ -239,9 +240,10 @@ t.test('Kubernetes mode: the pod CIDRs from this node, waited for, never guessed
     api.create('Node', node('n-dual', ['10.244.2.0/24', 'fd00:10:244:2::/64']))
     for (const [name, want] of [['n-v4', ['10.244.1.0/24']], ['n-dual', ['10.244.2.0/24', 'fd00:10:244:2::/64']]] as const) {
       const { bin, conf } = dirs(`wc-${name}-`)
-      const r = await install(bin, conf, ['--node-name', name, '--mtu', '1400']).done
+      const r = await install(bin, conf, ['--node-name', name, '--mtu', '1400', '--state-dir', '/var/lib/wren-x', '--run-dir', '/run/wren-x']).done
       t.equal(r.code, 0, r.stderr)
-      t.same(conflistOf(conf).plugins[0].ipam.ranges, want.map((subnet) => [{ subnet }]), name)
+      t.same(conflistOf(conf), wrenConfList([...want], 1400, { stateDir: '/var/lib/wren-x', runDir: '/run/wren-x' }), name)
+      t.match(conflistOf(conf).plugins[0], { stateDir: '/var/lib/wren-x', runDir: '/run/wren-x' }, 'the agent\'s folders, for the plugin')
       t.match(r.stderr, `node ${name}: pod CIDRs ${want.join(', ')}`)
     }
     t.ok(api.requests.some((q) => q.kind === 'Node' && q.verb === 'get'), 'a GET of the one Node')

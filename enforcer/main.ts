@@ -98,11 +98,16 @@ program
   .option('--node-name <name>', NODE_NAME_HELP)
   .option('--wait-timeout <duration>', 'how long to wait for the Node and its pod CIDRs before giving up (writing nothing)', '5m')
   .option('--mtu <n>', "pod MTU (default: the MTU of the default route's interface minus 50, room for a VXLAN header)")
+  .option('--state-dir <dir>', "the agent's state dir, when not /var/lib/wren (written into the conflist: the plugin keeps its records there)")
+  .option('--run-dir <dir>', "the agent's run dir, when not /var/run/wren (written into the conflist: the plugin finds the agent's socket there)")
   .action(async (o: InstallFlags) => {
-    const [{ installCni }, { mtuProblems }] = await Promise.all([import('../cni/install.ts'), import('../cni/install/conflist.ts')])
+    const [{ installCni }, { agentDirProblems, mtuProblems }] = await Promise.all([import('../cni/install.ts'), import('../cni/install/conflist.ts')])
     if (o.kubeconfig && o.inCluster) fail('install-cni: give --kubeconfig FILE or --in-cluster, not both')
+    // checked before any wait for the Node: a wait must not end in a flag error
     const mtu = o.mtu === undefined ? undefined : Number(o.mtu)
-    if (mtu !== undefined && mtuProblems(mtu, []).length) fail(`install-cni: --mtu ${o.mtu}: ${mtuProblems(mtu, []).join('; ')}`)
+    const agentDirs = { stateDir: o.stateDir, runDir: o.runDir }
+    const problems = [...(mtu === undefined ? [] : mtuProblems(mtu, []).map((p) => `--mtu ${o.mtu}: ${p}`)), ...agentDirProblems(agentDirs)]
+    if (problems.length) fail(`install-cni: ${problems.join('; ')}`)
     const timeoutMs = parseDuration(o.waitTimeout)
     const say = (line: string) => process.stderr.write(`wren-enforcer install-cni: ${line}\n`)
     let podCidrs = o.podCidr
@@ -113,7 +118,7 @@ program
       podCidrs = await waitForNodePodCidrs({ kubeconfig: o.kubeconfig, inCluster: o.inCluster, nodeName, timeoutMs, say })
       say(`node ${nodeName}: pod CIDRs ${podCidrs.join(', ')}`)
     }
-    const out = await installCni({ binDir: o.binDir, confDir: o.confDir, podCidrs, mtu })
+    const out = await installCni({ binDir: o.binDir, confDir: o.confDir, podCidrs, mtu, agentDirs })
     for (const l of out.left) say(`left ${l.path}: ${l.why}`)
     process.stdout.write(`${JSON.stringify(out)}\n`)
   })
@@ -139,6 +144,8 @@ interface InstallFlags {
   nodeName?: string
   waitTimeout: string
   mtu?: string
+  stateDir?: string
+  runDir?: string
 }
 
 function fail(msg: string): never {

@@ -25,6 +25,9 @@ t.test('conflist shape', async (t) => {
   t.same(c.plugins[0].ipam.ranges, [[{ subnet: '10.244.1.0/24' }], [{ subnet: 'fd00:244::/64' }]])
   t.equal(c.plugins[0].mtu, 1450)
   t.same(c.plugins[1].capabilities, { portMappings: true })
+  t.notOk('stateDir' in c.plugins[0] || 'runDir' in c.plugins[0], "the agent's default folders are the plugin's: not written")
+  t.match((wrenConfList(['10.244.1.0/24'], 1450, { runDir: '/run/w' }) as any).plugins[0], { runDir: '/run/w' })
+  t.throws(() => wrenConfList(['10.244.1.0/24'], 1450, { stateDir: 'rel' }), /--state-dir rel: must be an absolute path/)
 })
 
 t.test('pod ranges and MTU: every problem, nothing wrong accepted', async (t) => {

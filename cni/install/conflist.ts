@@ -42,15 +42,28 @@ export function mtuProblems(mtu: number, podCidrs: string[]): string[] {
   return []
 }
 
+/** The agent's folders when not the defaults (/var/lib/wren, /var/run/wren): the plugin must use the same. */
+export interface AgentDirs {
+  stateDir?: string
+  runDir?: string
+}
+
+export function agentDirProblems(dirs: AgentDirs): string[] {
+  return Object.entries(dirs)
+    .filter(([, d]) => d !== undefined && !d.startsWith('/'))
+    .map(([k, d]) => `--${k === 'stateDir' ? 'state' : 'run'}-dir ${d}: must be an absolute path`)
+}
+
 /** The conflist: wren first, portmap chained after it for hostPort mappings. */
-export function wrenConfList(podCidrs: string[], mtu = FALLBACK_UPLINK_MTU): Record<string, unknown> {
-  const problems = [...podCidrProblems(podCidrs), ...mtuProblems(mtu, podCidrs)]
+export function wrenConfList(podCidrs: string[], mtu = FALLBACK_UPLINK_MTU, dirs: AgentDirs = {}): Record<string, unknown> {
+  const problems = [...podCidrProblems(podCidrs), ...mtuProblems(mtu, podCidrs), ...agentDirProblems(dirs)]
   if (problems.length) throw new Error(problems.join('; '))
+  const given = Object.fromEntries(Object.entries(dirs).filter(([, d]) => d !== undefined))
   return {
     cniVersion: CONFLIST_VERSION,
     name: 'wren',
     plugins: [
-      { type: 'wren', mtu, ipam: { type: 'wren', ranges: podCidrs.map((subnet) => [{ subnet }]) } },
+      { type: 'wren', mtu, ...given, ipam: { type: 'wren', ranges: podCidrs.map((subnet) => [{ subnet }]) } },
       { type: 'portmap', capabilities: { portMappings: true }, snat: true },
     ],
   }
