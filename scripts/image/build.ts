@@ -6,8 +6,9 @@
 //
 // Layers, bottom to top: the Debian part (rootfs.ts), the runtime alone, wren
 // (app.ts). Reproducible: the same sources and Debian versions give the same
-// manifest digest (one mtime from SOURCE_DATE_EPOCH or the last commit, sorted
-// tars, fixed created times). Fetched .debs stay in the cache dir between builds.
+// manifest digest (sorted tars, root ownership, wren's files dated by
+// SOURCE_DATE_EPOCH or the last commit, the others 0; the config's times the
+// same). Fetched .debs stay in the cache dir between builds.
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -86,13 +87,15 @@ async function main(): Promise<void> {
     const used = assembleBase(join(work, 'pile'), debs, base, [...walkFiles(runtime), ...walkFiles(app)])
     writeStatus(base, debs, used, cacheDir)
 
+    // The Debian and runtime layers' files get mtime 0, so their digests follow their contents
+    // only: a node that ran another wren version with the same runtime has that layer already.
     const layers = [
-      { dir: base, what: 'Debian: iptables (nft, legacy), ipset, iproute2, conntrack, nsenter, dash and their libraries' },
-      { dir: runtime, what: `the pinned Node runtime (${RUNTIME})` },
-      { dir: app, what: 'wren: bin/, dist/, production node_modules' },
+      { dir: base, mtime: 0, what: 'Debian: iptables (nft, legacy), ipset, iproute2, conntrack, nsenter, dash and their libraries' },
+      { dir: runtime, mtime: 0, what: `the pinned Node runtime (${RUNTIME})` },
+      { dir: app, mtime: epoch, what: 'wren: bin/, dist/, production node_modules' },
     ].map((l, i) => {
       const tar = join(work, `layer${i}.tar`)
-      tarLayer(l.dir, tar, epoch)
+      tarLayer(l.dir, tar, l.mtime)
       return { tar, createdBy: `scripts/build-image: ${l.what}` }
     })
     const layout = join(work, 'oci')
@@ -120,7 +123,7 @@ async function main(): Promise<void> {
     const manifest = existsSync(join(REPO, MANIFEST)) ? renderManifest(outDir, defaultImage, tag) : undefined
     const nodeGz = await gzipped
     const secs = (performance.now() - t0) / 1000
-    const rel = (p: string) => relative(process.cwd(), p) || '.'
+    const rel = (p: string) => (p.startsWith(`${process.cwd()}/`) ? relative(process.cwd(), p) : p)
 
     const runtimeLayer = sizes.layers[1]
     const lines = [
