@@ -56,7 +56,13 @@ function renderManifest(outDir: string, defaultImage: string, tag: string): { pa
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`
 
 async function main(): Promise<void> {
-  const { values: a } = parseArgs({ options: { tag: { type: 'string' }, 'out-dir': { type: 'string' }, 'cache-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } } })
+  const options = { tag: { type: 'string' }, 'out-dir': { type: 'string' }, 'cache-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const
+  let a: ReturnType<typeof parseArgs<{ options: typeof options }>>['values']
+  try {
+    a = parseArgs({ options }).values
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${USAGE}`)
+  }
   if (a.help) return void console.log(USAGE)
   if (process.getuid?.() !== 0) throw new Error('run as root (ldconfig -r makes the image its ld.so cache)')
   const t0 = performance.now()
@@ -74,6 +80,12 @@ async function main(): Promise<void> {
   gzipped.catch(() => {}) // awaited below; not an unhandled rejection meanwhile
 
   const work = mkdtempSync(join(tmpdir(), 'wren-image-'))
+  // the work dir holds ~700 MB (unpacked packages, layer tars): gone on Ctrl-C too
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => {
+      rmSync(work, { recursive: true, force: true })
+      process.exit(128 + (sig === 'SIGINT' ? 2 : 15))
+    })
   try {
     const debs = resolve([...Object.keys(PICKS), ...LIBRARY_ROOTS])
     const fetched = fetch(debs, cacheDir)
