@@ -75,7 +75,7 @@ program
 
 program
   .command('cleanup')
-  .description('remove every chain, rule and set wren owns, and nothing else')
+  .description('remove every chain, rule, set and route wren owns (and its VXLAN device), and nothing else')
   .addOption(new Option('--iptables-backend <mode>').choices(['auto', 'nft', 'legacy']).default('auto'))
   .action(async (o: { iptablesBackend: 'auto' | 'nft' | 'legacy' }) => {
     const [{ exec }, { createLogger, stderrSink }, { Dataplane }] = await Promise.all([
@@ -85,6 +85,11 @@ program
     ])
     const log = createLogger(stderrSink(), 'info', { component: 'wren-enforcer' })
     await new Dataplane({ exec, log, backend: o.iptablesBackend }).cleanup()
+    const { NetlinkRoutes } = await import('./network/kernel.ts')
+    const routes = new NetlinkRoutes(log)
+    const removed = await routes.cleanup()
+    routes.stop()
+    if (removed) log.info('removed wren routes and the VXLAN device', { objects: removed })
   })
 
 program

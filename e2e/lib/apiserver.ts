@@ -136,6 +136,12 @@ export class TestApiServer {
     return this.commit(kind, key, structuredClone(old), 'DELETED')
   }
 
+  /** The stored object (a copy), or undefined. */
+  read(kind: ApiKind, name: string, namespace?: string): any {
+    const obj = this.bucket(kind).get(this.key(kind, { metadata: { name, namespace } }))
+    return obj && structuredClone(obj)
+  }
+
   /** Forgets all history: a watch from any rv before now gets 410 Gone. */
   expireHistory(): void {
     this.history = []

@@ -237,7 +237,7 @@ export interface LoopTarget {
 export type Tally = Record<string, { ok: number; refused: number; x: number; error: number; samples: string[] }>
 
 /** Starts `loop` mode in a netns; `stop()` ends it and returns the tally per target. */
-export function startLoop(s: Session, netns: string, targets: LoopTarget[]): { stop: () => Promise<Tally> } {
+export function startLoop(s: Pick<Session, 'cleanup'>, netns: string, targets: LoopTarget[]): { stop: () => Promise<Tally> } {
   const child = inNetnsProgram(netns, 'loop', targets)
   const out: Buffer[] = []
   child.stdout!.on('data', (b) => out.push(b))

@@ -127,22 +127,9 @@ export class Cluster {
    * not break the plugin or the agent half way through (nor the teardown).
    */
   private async snapshotBinaries(root: string): Promise<void> {
-    const base = join(root, 'build')
-    for (let attempt = 1; ; attempt++) {
-      rmSync(base, { recursive: true, force: true })
-      mkdirSync(base)
-      cpSync(join(REPO, 'bin'), join(base, 'bin'), { recursive: true })
-      cpSync(join(REPO, 'dist'), join(base, 'dist'), { recursive: true })
-      symlinkSync(join(REPO, 'node_modules'), join(base, 'node_modules'))
-      this.wrenBin = join(base, 'bin', 'wren')
-      this.enforcerBin = join(base, 'bin', 'wren-enforcer')
-      const ok = trySh(this.enforcerBin, ['--help']).code === 0 && trySh('sh', ['-c', `CNI_COMMAND=VERSION ${this.wrenBin} </dev/null`]).code === 0
-      if (ok) return
-      // a partial build (e.g. `build.mjs wren` drops the enforcer's chunks): build everything
-      if (attempt === 2) trySh(process.execPath, [join(REPO, 'scripts', 'build.mjs')])
-      if (attempt === 10) throw new Error(`bin/wren or bin/wren-enforcer does not run (is dist/ built? node scripts/build.mjs)`)
-      await delay(1000)
-    }
+    const bins = await snapshotBinaries(root)
+    this.wrenBin = bins.wrenBin
+    this.enforcerBin = bins.enforcerBin
   }
 
   private startAgent(): void {
@@ -315,6 +302,26 @@ export class Cluster {
   async teardown(): Promise<string[]> {
     live.delete(this)
     return this.cleanup.run()
+  }
+}
+
+/** Copies bin/ and dist/ into `root`/build (see Cluster.snapshotBinaries) and returns the copies' paths. */
+export async function snapshotBinaries(root: string): Promise<{ wrenBin: string; enforcerBin: string }> {
+  const base = join(root, 'build')
+  for (let attempt = 1; ; attempt++) {
+    rmSync(base, { recursive: true, force: true })
+    mkdirSync(base)
+    cpSync(join(REPO, 'bin'), join(base, 'bin'), { recursive: true })
+    cpSync(join(REPO, 'dist'), join(base, 'dist'), { recursive: true })
+    symlinkSync(join(REPO, 'node_modules'), join(base, 'node_modules'))
+    const wrenBin = join(base, 'bin', 'wren')
+    const enforcerBin = join(base, 'bin', 'wren-enforcer')
+    const ok = trySh(enforcerBin, ['--help']).code === 0 && trySh('sh', ['-c', `CNI_COMMAND=VERSION ${wrenBin} </dev/null`]).code === 0
+    if (ok) return { wrenBin, enforcerBin }
+    // a partial build (e.g. `build.mjs wren` drops the enforcer's chunks): build everything
+    if (attempt === 2) trySh(process.execPath, [join(REPO, 'scripts', 'build.mjs')])
+    if (attempt === 10) throw new Error(`bin/wren or bin/wren-enforcer does not run (is dist/ built? node scripts/build.mjs)`)
+    await delay(1000)
   }
 }
 
