@@ -11,7 +11,7 @@
 //   stream: one TCP connection to an echo server, a line every 100 ms; each
 //           echo is reported on stdout as it arrives ("echo N").
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync } from 'node:fs'
+import { closeSync, openSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect, createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -58,7 +58,7 @@ export async function session(t: Test, body: (s: Session) => Promise<void>, extr
 export async function noForeignAgents(t: Test): Promise<void> {
   const deadline = Date.now() + 10 * 60_000
   for (let said = false; ; said = true) {
-    const agents = trySh('pgrep', ['-af', 'wren-enforcer.mjs run']).stdout.trim()
+    const agents = hostAgents().join('\n')
     if (!agents) return
     if (Date.now() > deadline) throw new Error(`other wren agents still running after 10 min:\n${agents}`)
     if (!said) t.comment(`waiting for other wren agents to finish:\n${agents}`)
@@ -66,11 +66,31 @@ export async function noForeignAgents(t: Test): Promise<void> {
   }
 }
 
+/**
+ * `pid command` of every running agent in this process's network namespace: an
+ * agent of a multi-node test runs in a node's namespace, with its own
+ * iptables, and cannot touch the host's chains.
+ */
+function hostAgents(): string[] {
+  const here = netnsOf('self')
+  return trySh('pgrep', ['-af', 'wren-enforcer.mjs run'])
+    .stdout.split('\n')
+    .filter((l) => l.trim() && netnsOf(l.split(' ')[0]!) === here)
+}
+
+function netnsOf(pid: string): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/net`)
+  } catch {
+    return undefined // gone meanwhile
+  }
+}
+
 /** Samples running agents every 250 ms; `stop()` returns the command lines of any not ours. */
 export function watchForeignAgents(cluster: Cluster): { stop: () => string[] } {
   const foreign = new Set<string>()
   const timer = setInterval(() => {
-    for (const l of trySh('pgrep', ['-af', 'wren-enforcer.mjs run']).stdout.split('\n')) if (l.trim() && !l.includes(cluster.runDir)) foreign.add(l.replace(/^\d+ /, ''))
+    for (const l of hostAgents()) if (!l.includes(cluster.runDir)) foreign.add(l.replace(/^\d+ /, ''))
   }, 250)
   return { stop: () => (clearInterval(timer), [...foreign]) }
 }
