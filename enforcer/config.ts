@@ -42,7 +42,8 @@ export interface RunFlags {
   healthPort?: string
   readyGrace?: string
   overlay?: string
-  masquerade?: boolean
+  /** 'true'/'false' from --masquerade, false from --no-masquerade. */
+  masquerade?: boolean | string
   clusterCidr?: string[]
 }
 
@@ -92,7 +93,10 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
   const readyGraceMs = f.readyGrace === undefined ? DEFAULT_READY_GRACE_MS : durationOr(f.readyGrace, '--ready-grace', problems)
   const overlay = (f.overlay ?? 'auto') as OverlayMode
   if (!['auto', 'vxlan', 'host-gw'].includes(overlay)) problems.push(`--overlay ${overlay}: auto, vxlan or host-gw`)
-  const clusterCidrs = f.clusterCidr ?? []
+  // comma-separated too: a ConfigMap value passed as one $(VAR) argument (dual-stack: "10.244.0.0/16,fd00:10:244::/56")
+  const clusterCidrs = (f.clusterCidr ?? []).flatMap((c) => c.split(',')).map((c) => c.trim()).filter(Boolean)
+  const masquerade = f.masquerade === undefined || f.masquerade === true || f.masquerade === 'true'
+  if (typeof f.masquerade === 'string' && !['true', 'false'].includes(f.masquerade)) problems.push(`--masquerade ${f.masquerade}: true or false`)
   for (const c of clusterCidrs) if (!parseCidr(c)) problems.push(`--cluster-cidr ${c}: not a CIDR`)
   const config: AgentConfig = {
     manifestsDir: f.manifests,
@@ -113,7 +117,7 @@ export function agentConfig(f: RunFlags): { config: AgentConfig; problems: strin
       allowWorkloadToHost: toHost === 'accept',
       setMaxElem: maxElem,
       unionAbove,
-      masquerade: f.masquerade ?? true,
+      masquerade,
       clusterCidrs,
     },
   }

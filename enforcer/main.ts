@@ -33,8 +33,9 @@ program
   .option('--health-port <port>', '/healthz and /readyz for the kubelet on 127.0.0.1:PORT only (also on the control socket)', String(DEFAULT_HEALTH_PORT))
   .option('--ready-grace <duration>', 'how long a source may fail to reach the Kubernetes API before /readyz says not ready', '60s')
   .addOption(new Option('--overlay <mode>', "routes to other nodes' pods: auto (host-gw to nodes on a connected subnet, VXLAN to the rest), vxlan (always), host-gw (never VXLAN)").choices(['auto', 'vxlan', 'host-gw']).default('auto'))
-  .option('--no-masquerade', 'do not masquerade pod traffic leaving the cluster pod ranges (on by default)')
-  .option('--cluster-cidr <cidr...>', "pod ranges of the cluster besides the Nodes' spec.podCIDRs (never masqueraded between pods)")
+  .addOption(new Option('--masquerade <bool>', 'masquerade pod traffic leaving the cluster pod ranges (a value, for settings from a ConfigMap)').choices(['true', 'false']).default('true'))
+  .option('--no-masquerade', 'the same as --masquerade false')
+  .option('--cluster-cidr <cidr...>', "pod ranges of the cluster besides the Nodes' spec.podCIDRs, also comma-separated (never masqueraded between pods)")
   .action(async (flags: RunFlags) => {
     const { config, problems } = agentConfig(flags)
     if (problems.length) fail(`invalid configuration:\n  ${problems.join('\n  ')}`)

@@ -55,3 +55,15 @@ t.test('metrics reported before the library loads are replayed in order', async 
   m.storeCounts({ Pod: 9 })
   t.match(await m.text(), /wren_store_objects\{kind="Pod"\} 9/, 'after loading, calls go straight through')
 })
+
+t.test('routing between nodes: overlay, masquerade, cluster CIDRs', async (t) => {
+  const d = agentConfig({ manifests: '/m' })
+  t.match(d.config, { overlay: 'auto', enforcer: { masquerade: true, clusterCidrs: [] } }, 'defaults: auto, masquerade on, no extra ranges')
+  t.equal(agentConfig({ manifests: '/m', masquerade: false }).config.enforcer.masquerade, false, '--no-masquerade')
+  t.equal(agentConfig({ manifests: '/m', masquerade: 'false' }).config.enforcer.masquerade, false, '--masquerade false (a ConfigMap value)')
+  t.equal(agentConfig({ manifests: '/m', masquerade: 'true' }).config.enforcer.masquerade, true, '--masquerade true')
+  t.same(agentConfig({ manifests: '/m', clusterCidr: ['10.244.0.0/16, fd00:10:244::/56', '10.96.0.0/12'] }).config.enforcer.clusterCidrs, ['10.244.0.0/16', 'fd00:10:244::/56', '10.96.0.0/12'], 'comma-separated and repeated')
+  const bad = agentConfig({ manifests: '/m', overlay: 'ipip', masquerade: 'yes', clusterCidr: ['10.244.0.0/33'] }).problems
+  t.equal(bad.length, 3, bad.join('\n'))
+  for (const flag of [/--overlay ipip/, /--cluster-cidr 10\.244\.0\.0\/33/, /--masquerade yes/]) t.match(bad.join('\n'), flag)
+})
