@@ -106,6 +106,11 @@ export const WREN_BIN = join(REPO, 'bin', 'wren')
 export const ENFORCER_BIN = join(REPO, 'bin', 'wren-enforcer')
 
 const LOCK_DIR = '/run/wren-e2e.lock'
+/**
+ * Multi-node clusters (e2e/lib/nodes.ts) touch no host chain but share fixed
+ * names and ranges (namespaces `wn-*`, 10.95.0.0/16, the host link): one at a time.
+ */
+export const NODES_LOCK_DIR = '/run/wren-e2e-nodes.lock'
 
 function pidAlive(pid: number): boolean {
   try {
@@ -121,26 +126,27 @@ function pidAlive(pid: number): boolean {
  * to themselves: two agents would each rewrite the other's dispatch chains.
  * Takes a machine-wide lock (an atomic mkdir holding the owner's pid; a dead
  * owner's lock is broken) and releases it on cleanup. Waits up to `waitMs`.
+ * `lockDir` names another such lock (NODES_LOCK_DIR).
  */
-export async function exclusiveKernel(cleanup: Cleanup, waitMs = 15 * 60_000): Promise<void> {
+export async function exclusiveKernel(cleanup: Cleanup, waitMs = 15 * 60_000, lockDir = LOCK_DIR): Promise<void> {
   const deadline = Date.now() + waitMs
   for (;;) {
     try {
-      mkdirSync(LOCK_DIR)
-      writeFileSync(join(LOCK_DIR, 'pid'), String(process.pid))
-      cleanup.push('kernel lock', () => rmSync(LOCK_DIR, { recursive: true, force: true }))
+      mkdirSync(lockDir)
+      writeFileSync(join(lockDir, 'pid'), String(process.pid))
+      cleanup.push(`lock ${lockDir}`, () => rmSync(lockDir, { recursive: true, force: true }))
       return
     } catch (e: any) {
       if (e?.code !== 'EEXIST') throw e
     }
     let owner = NaN
     try {
-      owner = Number(readFileSync(join(LOCK_DIR, 'pid'), 'utf8'))
+      owner = Number(readFileSync(join(lockDir, 'pid'), 'utf8'))
     } catch {
       /* being written or removed right now */
     }
-    if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) rmSync(LOCK_DIR, { recursive: true, force: true })
-    if (Date.now() > deadline) throw new Error(`kernel lock ${LOCK_DIR} still held by pid ${owner} after ${waitMs} ms`)
+    if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) rmSync(lockDir, { recursive: true, force: true })
+    if (Date.now() > deadline) throw new Error(`lock ${lockDir} still held by pid ${owner} after ${waitMs} ms`)
     await new Promise((r) => setTimeout(r, 200))
   }
 }

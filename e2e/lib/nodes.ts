@@ -21,10 +21,10 @@ import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'nod
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { TestApiServer } from './apiserver.ts'
-import { Cleanup, addNetns, blackhole, sh, tempDir, trySh } from './host.ts'
+import { Cleanup, NODES_LOCK_DIR, addNetns, blackhole, exclusiveKernel, sh, tempDir, trySh } from './host.ts'
 import { delay, run, snapshotBinaries, startServers, stopProcess, waitListening, type Pod } from './cluster.ts'
 import { cniEnv } from './cni-env.ts'
-import type { Labels } from '../scenarios/types.ts'
+import type { Labels, PortSpec } from '../scenarios/types.ts'
 
 export const UNDERLAY_RANGE = '10.95.0.0/16'
 export const POD_RANGE = '10.98.0.0/16'
@@ -91,6 +91,7 @@ export class NodesCluster {
   }
 
   async start(): Promise<void> {
+    await exclusiveKernel(this.cleanup, 15 * 60_000, NODES_LOCK_DIR)
     for (const r of [UNDERLAY_RANGE, POD_RANGE]) blackhole(this.cleanup, r)
     this.root = tempDir(this.cleanup, 'wren-nodes-')
     const bins = await snapshotBinaries(this.root)
@@ -274,16 +275,20 @@ export class NodesCluster {
     }
   }
 
-  /** The Pod object, then the sandbox on its node (CNI ADD by bin/wren inside the node), then its IP in the object's status, as kubelet does. */
-  async addPod(node: string, namespace: string, name: string, labels: Labels, ports: number[] = [80]): Promise<NodePod> {
+  /**
+   * The Pod object, then the sandbox on its node (CNI ADD by bin/wren inside the node), then its IP in the object's status, as kubelet does.
+   * Ports are TCP port numbers or container port specs (name, protocol); `serve` replaces the banner and whoami servers.
+   */
+  async addPod(node: string, namespace: string, name: string, labels: Labels, ports: (number | PortSpec)[] = [80], serve?: (pod: NodePod) => Promise<void>): Promise<NodePod> {
     const n = this.node(node)
     const id = `${namespace}/${name}`
-    const containers = [{ name: 'main', image: 'test', ports: ports.map((p) => ({ containerPort: p, protocol: 'TCP' })) }]
+    const portSpecs = ports.map((p) => (typeof p === 'number' ? { containerPort: p, protocol: 'TCP' as const } : { ...p, protocol: p.protocol ?? 'TCP' }))
+    const containers = [{ name: 'main', image: 'test', ports: portSpecs }]
     this.api.create('Pod', { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace, labels, uid: `uid-${namespace}-${name}` }, spec: { nodeName: node, containers }, status: { phase: 'Pending' } })
     const netnsName = `${PREFIX}p-${++this.seq}`
     const netnsPath = addNetns(this.cleanup, netnsName)
     const containerId = `wn${this.seq}${randomBytes(6).toString('hex')}`
-    const spec = { name, namespace, labels, ports: ports.map((p) => ({ containerPort: p, protocol: 'TCP' as const })) }
+    const spec = { name, namespace, labels, ports: portSpecs }
     const cni = (command: 'ADD' | 'DEL') => {
       const args = { IgnoreUnknown: '1', K8S_POD_NAMESPACE: namespace, K8S_POD_NAME: name, K8S_POD_UID: `uid-${namespace}-${name}` }
       const env = cniEnv(command, { containerId, netns: netnsPath, ifname: 'eth0', args }, [n.binDir, '/usr/lib/cni'])
@@ -302,7 +307,11 @@ export class NodesCluster {
     this.api.update('Pod', current)
     const pod: NodePod = { spec, netns: netnsName, ip, containerId, node }
     this.pods.set(id, pod)
-    const servers = [...ports.map((port) => ({ port, protocol: 'TCP' as const }))]
+    if (serve) {
+      await serve(pod)
+      return pod
+    }
+    const servers = portSpecs.map((p) => ({ port: p.containerPort, protocol: p.protocol }))
     startServers(this.cleanup, netnsName, servers, id)
     startServers(this.cleanup, netnsName, [{ port: WHOAMI_PORT, protocol: 'TCP' }], '$SOCAT_PEERADDR')
     await waitListening(netnsName, [...servers, { port: WHOAMI_PORT, protocol: 'TCP' }])
