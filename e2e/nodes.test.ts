@@ -88,6 +88,8 @@ async function scenario(t: Test, underlay: Underlay, agentArgs: string[], kind: 
     // anti-spoofing: node b sends with a source from node a's own range; a must drop it
     await antiSpoofing(t, c, client, web)
 
+    await followsNodeObjects(t, c, kind)
+
     // a Node deleted from the API withdraws its routes; added back, they return; no restart
     const bNode = c.api.read('Node', 'b')
     c.api.delete('Node', { metadata: { name: 'b' } })
@@ -122,6 +124,54 @@ async function scenario(t: Test, underlay: Underlay, agentArgs: string[], kind: 
     t.same(hostLinks('wn-'), [], 'no host link left')
     t.notMatch(sh('ip', ['route', 'show']), /10\.95\.|10\.98\./, 'no host route left')
   }
+}
+
+/**
+ * A third node that exists only as an object: its routes on node a follow it
+ * joining, changing CIDR and address, turning bad (kept, reported), a rival
+ * claiming its range (refused, reported) and leaving. No restart.
+ */
+async function followsNodeObjects(t: Test, c: NodesCluster, kind: 'host-gw' | 'vxlan'): Promise<void> {
+  const ip1 = kind === 'host-gw' ? '10.95.0.3' : '10.95.5.1'
+  const ip2 = kind === 'host-gw' ? '10.95.0.4' : '10.95.6.1'
+  const node = (name: string, cidr: string, ip?: string) => ({ apiVersion: 'v1', kind: 'Node', metadata: { name }, spec: { podCIDRs: [cidr] }, status: { addresses: ip ? [{ type: 'InternalIP', address: ip }] : [{ type: 'Hostname', address: name }] } })
+  const route = (cidr: string, ip: string) => (kind === 'host-gw' ? `${cidr} via ${ip} dev eth0 proto 87` : `${cidr} via ${cidr.split('/')[0]} dev vxlan.wren proto 87 onlink`)
+  const has = (r: string) => wrenRoutes(c, 'a').includes(r)
+  const fdb = () => sh('bridge', ['-n', c.node('a').netns, 'fdb', 'show', 'dev', 'vxlan.wren'])
+  const problems = async () => ((await c.statusJson('a')).routes?.problems ?? []).map((p: any) => `${p.object}: ${p.message}`).join('\n')
+
+  c.api.create('Node', node('c', '10.98.3.0/24', ip1))
+  await c.sync()
+  t.ok(has(route('10.98.3.0/24', ip1)), `Node c joins: ${route('10.98.3.0/24', ip1)}`)
+  if (kind === 'vxlan') t.match(fdb(), new RegExp(`dst ${ip1.replace(/\./g, '\\.')} self permanent`), 'one FDB entry for its VTEP')
+
+  c.api.update('Node', node('c', '10.98.4.0/24', ip1))
+  await c.sync()
+  t.ok(has(route('10.98.4.0/24', ip1)) && !wrenRoutes(c, 'a').some((r) => r.startsWith('10.98.3.0/24')), 'its CIDR changes: the route moves')
+
+  c.api.update('Node', node('c', '10.98.4.0/24', ip2))
+  await c.sync()
+  t.ok(has(route('10.98.4.0/24', ip2)), `its address changes: ${route('10.98.4.0/24', ip2)}`)
+  if (kind === 'vxlan') t.match(fdb(), new RegExp(`dst ${ip2.replace(/\./g, '\\.')} self permanent`), 'the FDB entry follows')
+
+  c.api.update('Node', node('c', '10.98.4.0/24'))
+  await c.sync()
+  t.ok(has(route('10.98.4.0/24', ip2)), 'its InternalIP disappears: the working route is kept')
+  t.match(await problems(), /Node c: no InternalIP address/, 'and status says why')
+
+  c.api.update('Node', node('c', '10.98.4.0/24', ip2))
+  c.api.create('Node', node('d', '10.98.4.0/25', '10.95.0.5'))
+  await c.sync()
+  t.ok(has(route('10.98.4.0/24', ip2)), 'a rival claiming an overlapping range does not take the route')
+  t.notOk(wrenRoutes(c, 'a').some((r) => r.startsWith('10.98.4.0/25')), 'and gets none')
+  t.match(await problems(), /Node d: pod CIDR 10\.98\.4\.0\/25 overlaps Node c/, 'status names the overlap')
+
+  c.api.delete('Node', { metadata: { name: 'd' } })
+  c.api.delete('Node', { metadata: { name: 'c' } })
+  await c.sync()
+  t.notOk(wrenRoutes(c, 'a').some((r) => r.startsWith('10.98.4.')), 'both leave: no route left for them')
+  if (kind === 'vxlan') t.notMatch(fdb(), /10\.95\.6\.1/, 'nor an FDB entry')
+  t.equal(await problems(), '', 'nor a problem')
 }
 
 /**
