@@ -7,6 +7,7 @@ export function printStatus(s: any): void {
   if (s.kernel) out.push(`kernel:      ${JSON.stringify(s.kernel)}`)
   if (s.lastError) out.push(`last error:  ${s.lastError}`)
   if (s.health) out.push(...healthLines(s.health))
+  if (s.routes && (s.routes.nodes || s.routes.routes.length)) out.push(...routeLines(s.routes))
   for (const p of s.source?.manifests?.problems ?? []) out.push(`manifest:    ${p.file}: ${p.message}`)
   const problems = s.lastApply?.problems ?? []
   out.push(`problems:    ${problems.length ? '' : 'none'}`)
@@ -20,5 +21,15 @@ function healthLines(h: any): string[] {
   const out = [`health:      ${live}, ${h.ready?.ready ? 'ready' : 'NOT READY'}`]
   for (const r of h.ready?.reasons ?? []) out.push(`  not ready: ${r}`)
   for (const d of h.ready?.disconnected ?? []) out.push(`  api:       ${d.source} unreachable since ${d.since} (${Math.round(d.forMs / 1000)} s)${d.error ? `: ${d.error}` : ''}`)
+  return out
+}
+
+/** Routes between nodes: one line per route (`ip route` shows the same with `proto 87`), then any node wren could not route. */
+function routeLines(r: any): string[] {
+  const held = r.hold ? ' — HOLDING: routes left as they were (see problems)' : ''
+  const out = [`routes:      ${r.nodes} nodes, overlay ${r.mode}, ${r.routes.length} routes, ${r.vxlanPeers} over VXLAN${held}`]
+  for (const x of r.routes) out.push(`  ${x.dst.padEnd(20)} ${x.kind === 'blackhole' ? 'blackhole (this node)' : `${x.kind} via ${x.via}`}`)
+  for (const p of r.problems ?? []) out.push(`  ${p.object}: ${p.message} → ${p.effect}`)
+  if (r.lastError) out.push(`  last error: ${r.lastError}`)
   return out
 }
