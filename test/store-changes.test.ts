@@ -48,7 +48,7 @@ t.test('replaceAll replaces one origin only, with one change', async (t) => {
   t.equal(changes.length, 3)
   store.replaceAll('Namespace', [], 'kube')
   t.same(store.list('Namespace').map((n) => n.metadata.name), ['b', 'c'])
-  t.same(store.counts(), { workloads: 0, Namespace: 2, 'Namespace/manifests': 2, Pod: 0, NetworkPolicy: 0 })
+  t.same(store.counts(), { workloads: 0, Namespace: 2, 'Namespace/manifests': 2, Pod: 0, NetworkPolicy: 0, Node: 0 })
 })
 
 t.test('batch() emits a single change for many edits, none for no edit', async (t) => {
