@@ -2,6 +2,8 @@
 // each step's actions, waits for the agent to sync, then measures the step's
 // matrix with real connections from inside the source namespaces. Teardown
 // always runs, and afterwards the host is checked for anything left behind.
+// populate and runStep drive any ScenarioCluster: lib/nodes-world.ts runs the
+// same scenarios on pods spread over several nodes.
 import { Cluster } from '../lib/cluster.ts'
 import { reapStaleRuns } from './reap.ts'
 import { probeFrom, type ProbeSpec } from '../lib/probe.ts'
@@ -12,6 +14,7 @@ import { tmpdir } from 'node:os'
 import { KUBE_DNS_IP, NODE_IP, OUTSIDE_BANNER, OUTSIDE_IP, OUTSIDE_NETNS, World, kubeDnsPod, kubeDnsService } from './world.ts'
 import { expectedGrid, mismatches, type Cell, type Matrix, type Measured } from './matrix.ts'
 import type { Action, Column, Row, Scenario, Step } from './types.ts'
+import type { ScenarioCluster } from './target.ts'
 
 export interface StepResult {
   index: number
@@ -32,6 +35,13 @@ async function setup(sc: Scenario, cluster: Cluster, world: World): Promise<void
   await cluster.start()
   world.installNat()
   world.addOutside(sc.rows.flatMap((r) => ('outside' in r && r.outside !== OUTSIDE_IP ? [r.outside] : [])))
+  await populate(sc, cluster, world)
+  await world.outsideReady()
+  await cluster.sync()
+}
+
+/** The scenario's initial world on a started cluster: namespaces, kube-dns, pods, services. */
+export async function populate(sc: Scenario, cluster: ScenarioCluster, world: World): Promise<void> {
   if (sc.dns) cluster.setNamespace({ name: 'kube-system' })
   for (const ns of sc.namespaces) cluster.setNamespace(ns)
   if (sc.dns) {
@@ -41,11 +51,20 @@ async function setup(sc: Scenario, cluster: Cluster, world: World): Promise<void
   for (const p of sc.pods) await cluster.addPod(p)
   for (const s of sc.services ?? []) world.addService(s)
   await world.refresh()
-  await world.outsideReady()
-  await cluster.sync()
 }
 
-async function perform(a: Action, cluster: Cluster, world: World): Promise<void> {
+/** One step: its actions, NAT and DNS brought in line, every agent synced, old flows forgotten, then its matrix. */
+export async function runStep(sc: Scenario, step: Step, cluster: ScenarioCluster, world: World): Promise<Matrix> {
+  for (const a of step.actions) await perform(a, cluster, world)
+  await world.refresh()
+  await cluster.sync()
+  // every cell is a new connection, as a fresh `kubectl exec … nc` would be: the last
+  // step's flows must not pass a reused UDP source port as established
+  cluster.forgetFlows()
+  return measure(sc, step, cluster, world)
+}
+
+async function perform(a: Action, cluster: ScenarioCluster, world: World): Promise<void> {
   if ('apply' in a) cluster.applyPolicy(a.apply)
   else if ('delete' in a) cluster.deletePolicy(a.delete)
   else if ('labelNamespace' in a) cluster.labelNamespace(a.labelNamespace, a.labels)
@@ -56,7 +75,7 @@ async function perform(a: Action, cluster: Cluster, world: World): Promise<void>
 }
 
 /** The probe for one cell and the banners that prove the right server answered. */
-function probeFor(row: Row, col: Column, cluster: Cluster, world: World): { spec: ProbeSpec; banners?: string[] } {
+function probeFor(row: Row, col: Column, cluster: ScenarioCluster, world: World): { spec: ProbeSpec; banners?: string[] } {
   const bind = 'outside' in row ? row.outside : undefined
   const ns = 'pod' in row ? row.pod.split('/')[0]! : 'default'
   // a name may be probed before its Service exists (expected nodns): no banner can match then
@@ -79,7 +98,7 @@ function probeFor(row: Row, col: Column, cluster: Cluster, world: World): { spec
   }
 }
 
-async function measureRow(sc: Scenario, step: Step, ri: number, expect: string[], cluster: Cluster, world: World): Promise<Cell[]> {
+async function measureRow(sc: Scenario, step: Step, ri: number, expect: string[], cluster: ScenarioCluster, world: World): Promise<Cell[]> {
   const row = sc.rows[ri]!
   const cells: Cell[] = sc.columns.map((c, j) => ({ row: row.id, col: c.id, expect: expect[j] as Cell['expect'], got: '.' as Measured }))
   const todo = cells.flatMap((c, j) => (c.expect === '.' ? [] : [j]))
@@ -98,7 +117,7 @@ async function measureRow(sc: Scenario, step: Step, ri: number, expect: string[]
   return cells
 }
 
-export async function measure(sc: Scenario, step: Step, cluster: Cluster, world: World): Promise<Matrix> {
+export async function measure(sc: Scenario, step: Step, cluster: ScenarioCluster, world: World): Promise<Matrix> {
   const grid = expectedGrid(sc, step)
   return Promise.all(grid.map((exp, i) => measureRow(sc, step, i, exp, cluster, world)))
 }
@@ -131,14 +150,8 @@ async function runLocked(sc: Scenario, onStep: (r: StepResult) => void | Promise
     log(`${sc.seed}: cluster up in ${Date.now() - t0} ms (${cluster.pods.size} pods)`)
     for (const [index, step] of sc.steps.entries()) {
       const ts = Date.now()
-      for (const a of step.actions) await perform(a, cluster, world)
-      await world.refresh()
-      await cluster.sync()
-      // every cell is a new connection, as a fresh `kubectl exec … nc` would be: the last
-      // step's flows must not pass a reused UDP source port as established
-      cluster.forgetFlows()
       const foreign = foreignAgents(cluster.agentPid)
-      const matrix = await measure(sc, step, cluster, world)
+      const matrix = await runStep(sc, step, cluster, world)
       foreign.push(...foreignAgents(cluster.agentPid))
       if (foreign.length) log(`INTERFERENCE: another wren agent ran during this step, results unreliable: ${[...new Set(foreign)].join('; ')}`)
       const r = { index, step, matrix, ms: Date.now() - ts }

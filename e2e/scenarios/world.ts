@@ -7,14 +7,17 @@
 // rules in our own nat chain (WSEED-SVC, hooked from PREROUTING): a pod's
 // packet to a ClusterIP reaches the filter table already translated to a pod
 // IP, so policy acts on the translated packet, as it does under kube-proxy.
+// On several nodes (lib/nodes-world.ts) WorldOptions put the chain in every
+// node and point the internet names at that cluster's outside stand-in.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { addNetns, sh, trySh } from '../lib/host.ts'
-import { type Cluster, type Pod, delay, startServers, stopProcess, waitListening } from '../lib/cluster.ts'
+import { type Pod, delay, startServers, stopProcess, waitListening } from '../lib/cluster.ts'
 import { hostsFile, CLUSTER_DOMAIN } from '../lib/dns.ts'
 import { probeFrom } from '../lib/probe.ts'
 import type { PodSpec, ServiceSpec } from './types.ts'
+import type { ScenarioCluster } from './target.ts'
 
 export const OUTSIDE_NETNS = 'ws-out'
 export const OUTSIDE_HOST_IF = 'wsout0'
@@ -51,16 +54,28 @@ export const kubeDnsService: ServiceSpec = {
   ],
 }
 
+/** Where a cluster other than the one-node host's puts what World makes (all default to the host). */
+export interface WorldOptions {
+  /** Writes the service chain (iptables-restore input for the nat table) wherever pods' packets are translated. */
+  applyNat?: (restore: string) => void
+  /** The address the internet names resolve to. */
+  outsideIp?: string
+  /** A netns that reaches the DNS pod unpoliced, to check its records from. */
+  dnsCheckNetns?: (dnsPod: Pod) => string
+}
+
 export class World {
   readonly services = new Map<string, ServiceSpec & { ip?: string }>()
   private nextIP = 100
   private dnsmasq?: ChildProcess
   private hostsPath = ''
 
-  private readonly cluster: Cluster
+  private readonly cluster: ScenarioCluster
+  private readonly opts: WorldOptions
 
-  constructor(cluster: Cluster) {
+  constructor(cluster: ScenarioCluster, opts: WorldOptions = {}) {
     this.cluster = cluster
+    this.opts = opts
   }
 
   /** The outside netns on a plain veth, with `extra` addresses (ipBlock stand-ins) routed to it. */
@@ -145,13 +160,15 @@ export class World {
       const ips = s.ip ? [s.ip] : this.backends(id).map((p) => p.ip)
       if (ips.length) recs.set(`${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`, ips)
     }
-    for (const n of OUTSIDE_NAMES) recs.set(n, [OUTSIDE_IP])
+    for (const n of OUTSIDE_NAMES) recs.set(n, [this.opts.outsideIp ?? OUTSIDE_IP])
     return recs
   }
 
   /** Brings NAT and DNS in line with services and pods; returns once dnsmasq answers the new records. */
   async refresh(): Promise<void> {
-    sh('iptables-restore', ['--noflush', '-w'], `*nat\n:${SVC_CHAIN} - [0:0]\n${this.natRules().join('\n')}\nCOMMIT\n`)
+    const nat = `*nat\n:${SVC_CHAIN} - [0:0]\n${this.natRules().join('\n')}\nCOMMIT\n`
+    if (this.opts.applyNat) this.opts.applyNat(nat)
+    else sh('iptables-restore', ['--noflush', '-w'], nat)
     if (!this.dnsmasq) return
     writeFileSync(this.hostsPath, hostsFile(this.records()))
     this.dnsmasq.kill('SIGHUP')
@@ -175,13 +192,15 @@ export class World {
     ])
   }
 
-  /** Asks the DNS pod (from the host, which policy never blocks) until every record is served. */
+  /** Asks the DNS pod (from the host or its node, which policy never blocks) until every record is served. */
   private async dnsAnswers(): Promise<void> {
-    const server = this.cluster.pod('kube-system/coredns').ip
+    const dnsPod = this.cluster.pod('kube-system/coredns')
+    const server = dnsPod.ip
+    const from = this.opts.dnsCheckNetns?.(dnsPod) ?? ''
     const want = [...this.records()]
     const deadline = Date.now() + 5000
     for (;;) {
-      const got = await probeFrom('', want.map(([name]) => ({ kind: 'dns' as const, server, name: `${name}.`, namespace: 'default', proto: 'udp' as const })))
+      const got = await probeFrom(from, want.map(([name]) => ({ kind: 'dns' as const, server, name: `${name}.`, namespace: 'default', proto: 'udp' as const })))
       const bad = want.filter(([, ips], i) => got[i]!.outcome !== 'ok' || [...got[i]!.reply!.split(',')].sort().join() !== [...ips].sort().join())
       if (!bad.length) return
       if (Date.now() > deadline) throw new Error(`kube-dns does not serve ${bad.map(([n]) => n).join(', ')}`)
