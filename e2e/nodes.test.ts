@@ -115,6 +115,8 @@ async function scenario(t: Test, underlay: Underlay, agentArgs: string[], kind: 
 
     const status = await c.statusJson('a')
     t.same(status.routes?.problems, [], 'no routing problems reported')
+
+    await cleanupOnNode(t, c, 'a')
   } catch (e) {
     t.fail(`scenario: ${(e as Error).stack}`)
   } finally {
@@ -140,7 +142,15 @@ async function followsNodeObjects(t: Test, c: NodesCluster, kind: 'host-gw' | 'v
   const fdb = () => sh('bridge', ['-n', c.node('a').netns, 'fdb', 'show', 'dev', 'vxlan.wren'])
   const problems = async () => ((await c.statusJson('a')).routes?.problems ?? []).map((p: any) => `${p.object}: ${p.message}`).join('\n')
 
+  // someone else's route to the range c will claim: never touched
+  const a = c.node('a').netns
+  sh('ip', ['-n', a, 'route', 'add', 'blackhole', '10.98.3.0/24', 'proto', 'static'])
   c.api.create('Node', node('c', '10.98.3.0/24', ip1))
+  await c.sync()
+  t.ok(c.routes('a').some((r) => r.trim() === 'blackhole 10.98.3.0/24 proto static'), 'a route wren did not make to the same range is left as it is')
+  t.match(await problems(), /route 10\.98\.3\.0\/24: a route to 10\.98\.3\.0\/24 exists that wren did not make/, 'and status says so')
+  sh('ip', ['-n', a, 'route', 'del', 'blackhole', '10.98.3.0/24', 'proto', 'static'])
+  c.api.update('Node', { ...node('c', '10.98.3.0/24', ip1), metadata: { name: 'c', labels: { touched: 'yes' } } })
   await c.sync()
   t.ok(has(route('10.98.3.0/24', ip1)), `Node c joins: ${route('10.98.3.0/24', ip1)}`)
   if (kind === 'vxlan') t.match(fdb(), new RegExp(`dst ${ip1.replace(/\./g, '\\.')} self permanent`), 'one FDB entry for its VTEP')
@@ -172,6 +182,23 @@ async function followsNodeObjects(t: Test, c: NodesCluster, kind: 'host-gw' | 'v
   t.notOk(wrenRoutes(c, 'a').some((r) => r.startsWith('10.98.4.')), 'both leave: no route left for them')
   if (kind === 'vxlan') t.notMatch(fdb(), /10\.95\.6\.1/, 'nor an FDB entry')
   t.equal(await problems(), '', 'nor a problem')
+}
+
+/**
+ * The README's `wren-enforcer cleanup`, run on a node once its agent stopped:
+ * wren's routes, VXLAN device, chains and sets go; a route of someone else stays.
+ */
+async function cleanupOnNode(t: Test, c: NodesCluster, node: string): Promise<void> {
+  const ns = c.node(node).netns
+  sh('ip', ['-n', ns, 'route', 'add', 'blackhole', '10.98.77.0/24', 'proto', 'static'])
+  await c.stopAgent(node)
+  const r = await c.inNode(node, c.enforcerBin, ['cleanup'])
+  t.equal(r.code, 0, `cleanup on ${node}: ${r.stderr.trim().split('\n').pop()}`)
+  t.same(wrenRoutes(c, node), [], 'no wren route left')
+  t.notMatch(sh('ip', ['-n', ns, 'link', 'show']), /vxlan\.wren/, 'no VXLAN device left')
+  t.notMatch(sh('ip', ['netns', 'exec', ns, 'iptables-save']), /wren-/, 'no wren chain left')
+  t.notMatch(sh('ip', ['netns', 'exec', ns, 'ipset', 'list', '-n']), /wren/, 'no wren set left')
+  t.ok(c.routes(node).some((l) => l.trim() === 'blackhole 10.98.77.0/24 proto static'), "someone else's route survives")
 }
 
 /**

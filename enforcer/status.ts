@@ -2,7 +2,7 @@
 export function printStatus(s: any): void {
   const out: string[] = []
   out.push(`synced:      ${s.synced ? 'yes' : 'no'} (generation ${s.generation}, applied ${s.lastApply?.generation ?? 'none'})`)
-  if (s.known) out.push(`known:       ${s.known.Namespace ?? 0} namespaces, ${s.known.Pod ?? 0} pods, ${s.known.NetworkPolicy ?? 0} policies, ${s.known.workloads ?? 0} local workloads`)
+  if (s.known) out.push(`known:       ${s.known.Namespace ?? 0} namespaces, ${s.known.Pod ?? 0} pods, ${s.known.NetworkPolicy ?? 0} policies, ${s.known.Node ?? 0} nodes, ${s.known.workloads ?? 0} local workloads`)
   if (s.lastApply) out.push(`last apply:  ${s.lastApply.at} in ${s.lastApply.durationMs} ms, ${s.lastApply.workloads.length} workloads programmed`)
   if (s.kernel) out.push(`kernel:      ${JSON.stringify(s.kernel)}`)
   if (s.lastError) out.push(`last error:  ${s.lastError}`)

@@ -133,7 +133,7 @@ export class NetlinkRoutes {
     const want = new Map(plan.routes.map((r) => [r.dst, r]))
     for (const r of have) {
       if (r.ours && !want.has(r.dst)) {
-        await this.s.delRoute(...this.routeMessage(r.family, r.dst))
+        await this.deleteRoute(r)
         out.removed++
       }
     }
@@ -146,7 +146,7 @@ export class NetlinkRoutes {
       }
       const mine = existing.find((h) => h.ours)
       if (mine && this.same(mine, r, index)) continue
-      await this.s.newRoute(...this.routeMessage(parseCidr(r.dst)!.ip.family === 4 ? AF_INET : AF_INET6, r.dst, r, index))
+      await this.s.newRoute(...this.routeMessage(parseCidr(r.dst)!.ip.family === 4 ? AF_INET : AF_INET6, r, index))
       out.added++
     }
     if (!plan.vxlan) await this.removeDevice()
@@ -158,11 +158,18 @@ export class NetlinkRoutes {
     let n = 0
     for (const r of await this.routes()) {
       if (!r.ours) continue
-      await this.s.delRoute(...this.routeMessage(r.family, r.dst))
+      await this.deleteRoute(r)
       n++
     }
     if (await this.removeDevice()) n++
     return n
+  }
+
+  /** Deletes exactly the route read (its type and protocol too: a blackhole is not matched by a unicast delete). */
+  private async deleteRoute(r: KernelRoute): Promise<void> {
+    const c = parseCidr(r.dst)!
+    const data: netlink.rt.Route = { family: r.family, dstLen: c.prefix, table: MAIN_TABLE, protocol: ROUTE_PROTOCOL as netlink.rt.RouteProtocol, type: r.type as netlink.rt.RouteType }
+    await this.s.delRoute(data, { dst: bytes(c.ip), table: MAIN_TABLE })
   }
 
   private same(k: KernelRoute, r: PlannedRoute, vxlanIndex: number | undefined): boolean {
@@ -171,16 +178,16 @@ export class NetlinkRoutes {
     return r.kind === 'host-gw' || k.oif === vxlanIndex
   }
 
-  private routeMessage(family: number, dst: string, r?: PlannedRoute, vxlanIndex?: number): Parameters<RtNetlinkSocket['newRoute']> {
-    const c = parseCidr(dst)!
-    const data: netlink.rt.Route = { family, dstLen: c.prefix, table: MAIN_TABLE, protocol: ROUTE_PROTOCOL as netlink.rt.RouteProtocol, scope: 'UNIVERSE', type: r?.kind === 'blackhole' ? 'BLACKHOLE' : 'UNICAST' }
+  private routeMessage(family: number, r: PlannedRoute, vxlanIndex?: number): Parameters<RtNetlinkSocket['newRoute']> {
+    const c = parseCidr(r.dst)!
+    const data: netlink.rt.Route = { family, dstLen: c.prefix, table: MAIN_TABLE, protocol: ROUTE_PROTOCOL as netlink.rt.RouteProtocol, scope: 'UNIVERSE', type: r.kind === 'blackhole' ? 'BLACKHOLE' : 'UNICAST' }
     const at: netlink.rt.RouteAttrs = { dst: bytes(c.ip), table: MAIN_TABLE }
-    if (r && r.kind !== 'blackhole') at.gateway = bytes(ipOf(r.via))
-    if (r?.kind === 'vxlan') {
+    if (r.kind !== 'blackhole') at.gateway = bytes(ipOf(r.via))
+    if (r.kind === 'vxlan') {
       data.flags = { __unknown: ONLINK } as netlink.rt.RouteFlags
       at.oif = vxlanIndex
     }
-    return [data, at, r ? { flags: CREATE } : {}]
+    return [data, at, { flags: CREATE }]
   }
 
   private async routes(): Promise<KernelRoute[]> {
