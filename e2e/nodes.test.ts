@@ -231,5 +231,47 @@ async function antiSpoofing(t: Test, c: NodesCluster, victim: NodePod, peer: Nod
   }
 }
 
+/**
+ * Dual-stack pods on one L2 segment whose nodes have only IPv4 InternalIPs:
+ * IPv4 ranges go host-gw, IPv6 ranges over VXLAN (no IPv6 next hop to route
+ * them through), both at once.
+ */
+async function dualStack(t: Test): Promise<void> {
+  const nodes = [
+    { name: 'a', podCidrs: ['10.98.1.0/24', 'fd00:98:1::/64'] },
+    { name: 'b', podCidrs: ['10.98.2.0/24', 'fd00:98:2::/64'] },
+  ]
+  const c = new NodesCluster({ underlay: 'l2', nodes })
+  try {
+    await c.start()
+    c.setNamespace('demo')
+    const client = await c.addPod('a', 'demo', 'client', { app: 'client' })
+    const other = await c.addPod('a', 'demo', 'other', { app: 'other' })
+    const web = await c.addPod('b', 'demo', 'web', { app: 'web' })
+    await c.sync()
+    t.ok(client.ip6 && web.ip6, `pods have both families (${client.ip6}, ${web.ip6})`)
+    t.ok(wrenRoutes(c, 'a').includes(`10.98.2.0/24 via ${c.node('b').ip} dev eth0 proto 87`), 'IPv4: host-gw')
+    const v6 = c.routes('a', 6).filter((r) => r.includes('proto 87'))
+    t.ok(v6.some((r) => r.startsWith('fd00:98:2::/64 via fd00:98:2:: dev vxlan.wren proto 87')), `IPv6: over VXLAN (${v6.join('; ')})`)
+    t.ok(v6.some((r) => r.startsWith('blackhole fd00:98:1::/64')), 'own IPv6 range blackholed')
+    t.match(sh('ip', ['-n', c.node('a').netns, '-6', 'neigh', 'show', 'dev', 'vxlan.wren']), /fd00:98:2:: lladdr \S+ PERMANENT/, 'the IPv6 gateway resolved by a permanent entry')
+    await expectFlows(t, client, [to(web, 80, 'ok'), { ...to(web, 80, 'ok'), to: web.ip6! }])
+    const [r6] = await probeFrom(client.netns, [{ kind: 'tcp', host: web.ip6!, port: WHOAMI_PORT }])
+    // socat names an IPv6 peer in brackets and in full: compare the parsed addresses
+    const seen = r6!.reply?.trim().replace(/^\[|\]$/g, '') ?? ''
+    t.equal(seen && new URL(`http://[${seen}]/`).hostname, `[${client.ip6}]`, `IPv6 across nodes keeps its source (seen: ${r6!.reply?.trim()} ${r6!.outcome})`)
+    c.applyPolicy({ metadata: { name: 'web-from-client', namespace: 'demo' }, spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] } })
+    await c.sync()
+    await expectFlows(t, other, [to(web, 80, 'x'), { ...to(web, 80, 'x'), to: web.ip6! }])
+    await expectFlows(t, client, [to(web, 80, 'ok'), { ...to(web, 80, 'ok'), to: web.ip6! }])
+  } catch (e) {
+    t.fail(`dual-stack: ${(e as Error).stack}`)
+  } finally {
+    t.same(await c.teardown(), [], 'teardown without errors')
+    t.notMatch(sh('ip', ['-6', 'route', 'show']), /fd00:98/, 'no host route left')
+  }
+}
+
 t.test('two nodes on one L2 segment: host-gw', (t) => scenario(t, 'l2', [], 'host-gw'))
 t.test('two nodes across a router: VXLAN', (t) => scenario(t, 'routed', [], 'vxlan'))
+t.test('dual-stack on one L2 segment: IPv4 host-gw, IPv6 over VXLAN', (t) => dualStack(t))

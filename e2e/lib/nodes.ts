@@ -28,6 +28,8 @@ import type { Labels, PortSpec } from '../scenarios/types.ts'
 
 export const UNDERLAY_RANGE = '10.95.0.0/16'
 export const POD_RANGE = '10.98.0.0/16'
+/** Dual-stack tests: the nodes' IPv6 pod ranges lie in here. */
+export const POD_RANGE6 = 'fd00:98::/32'
 /** Every pod answers on this port with the source address it saw (masquerade or not). */
 export const WHOAMI_PORT = 7000
 
@@ -92,7 +94,7 @@ export class NodesCluster {
 
   async start(): Promise<void> {
     await exclusiveKernel(this.cleanup, 15 * 60_000, NODES_LOCK_DIR)
-    for (const r of [UNDERLAY_RANGE, POD_RANGE]) blackhole(this.cleanup, r)
+    for (const r of [UNDERLAY_RANGE, POD_RANGE, POD_RANGE6]) blackhole(this.cleanup, r)
     this.root = tempDir(this.cleanup, 'wren-nodes-')
     const bins = await snapshotBinaries(this.root)
     this.wrenBin = bins.wrenBin
@@ -261,9 +263,9 @@ export class NodesCluster {
     }
   }
 
-  /** Routes in a node's main table, as `ip route` prints them. */
+  /** Routes in a node's main table, as `ip route` prints them (trimmed). */
   routes(node: string, family: 4 | 6 = 4): string[] {
-    return sh('ip', ['-n', this.node(node).netns, `-${family}`, 'route', 'show']).split('\n').filter(Boolean)
+    return sh('ip', ['-n', this.node(node).netns, `-${family}`, 'route', 'show']).split('\n').map((l) => l.trim()).filter(Boolean)
   }
 
   setNamespace(name: string, labels: Labels = {}): void {
@@ -300,21 +302,24 @@ export class NodesCluster {
     })
     const r = await cni('ADD')
     if (r.code !== 0) throw new Error(`CNI ADD ${id} on ${node} failed (${r.code}): ${r.stdout} ${r.stderr}`)
-    const ip = (JSON.parse(r.stdout).ips as { address: string }[]).map((a) => a.address.split('/')[0]!).find((a) => !a.includes(':'))
+    const addrs = (JSON.parse(r.stdout).ips as { address: string }[]).map((a) => a.address.split('/')[0]!)
+    const ip = addrs.find((a) => !a.includes(':'))
+    const ip6 = addrs.find((a) => a.includes(':'))
     if (!ip) throw new Error(`CNI ADD ${id}: no IPv4 address in ${r.stdout}`)
     const current = structuredClone(this.api.read('Pod', name, namespace))
-    current.status = { phase: 'Running', podIP: ip, podIPs: [{ ip }] }
+    current.status = { phase: 'Running', podIP: ip, podIPs: addrs.map((a) => ({ ip: a })) }
     this.api.update('Pod', current)
-    const pod: NodePod = { spec, netns: netnsName, ip, containerId, node }
+    const pod: NodePod = { spec, netns: netnsName, ip, containerId, node, ...(ip6 && { ip6 }) }
     this.pods.set(id, pod)
     if (serve) {
       await serve(pod)
       return pod
     }
     const servers = portSpecs.map((p) => ({ port: p.containerPort, protocol: p.protocol }))
-    startServers(this.cleanup, netnsName, servers, id)
-    startServers(this.cleanup, netnsName, [{ port: WHOAMI_PORT, protocol: 'TCP' }], '$SOCAT_PEERADDR')
-    await waitListening(netnsName, [...servers, { port: WHOAMI_PORT, protocol: 'TCP' }])
+    const families: (4 | 6)[] = ip6 ? [4, 6] : [4]
+    startServers(this.cleanup, netnsName, servers, id, families)
+    startServers(this.cleanup, netnsName, [{ port: WHOAMI_PORT, protocol: 'TCP' }], '$SOCAT_PEERADDR', families)
+    await waitListening(netnsName, [...servers, { port: WHOAMI_PORT, protocol: 'TCP' }], families)
     return pod
   }
 
