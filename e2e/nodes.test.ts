@@ -31,15 +31,21 @@ function wrenRoutes(c: NodesCluster, node: string): string[] {
   return c.routes(node).map((r) => r.trim()).filter((r) => r.includes('proto 87'))
 }
 
+/** Starts the cluster with namespace demo: client and other on node a, web on node b. */
+async function startWithPods(c: NodesCluster): Promise<{ client: NodePod; other: NodePod; web: NodePod }> {
+  await c.start()
+  c.setNamespace('demo')
+  const client = await c.addPod('a', 'demo', 'client', { app: 'client' })
+  const other = await c.addPod('a', 'demo', 'other', { app: 'other' })
+  const web = await c.addPod('b', 'demo', 'web', { app: 'web' })
+  await c.sync()
+  return { client, other, web }
+}
+
 async function scenario(t: Test, underlay: Underlay, agentArgs: string[], kind: 'host-gw' | 'vxlan'): Promise<void> {
   const c = new NodesCluster({ underlay, nodes: NODES, agentArgs })
   try {
-    await c.start()
-    c.setNamespace('demo')
-    const client = await c.addPod('a', 'demo', 'client', { app: 'client' })
-    const other = await c.addPod('a', 'demo', 'other', { app: 'other' })
-    const web = await c.addPod('b', 'demo', 'web', { app: 'web' })
-    await c.sync()
+    const { client, other, web } = await startWithPods(c)
     const a = c.node('a')
     const b = c.node('b')
 
@@ -243,12 +249,7 @@ async function dualStack(t: Test): Promise<void> {
   ]
   const c = new NodesCluster({ underlay: 'l2', nodes })
   try {
-    await c.start()
-    c.setNamespace('demo')
-    const client = await c.addPod('a', 'demo', 'client', { app: 'client' })
-    const other = await c.addPod('a', 'demo', 'other', { app: 'other' })
-    const web = await c.addPod('b', 'demo', 'web', { app: 'web' })
-    await c.sync()
+    const { client, other, web } = await startWithPods(c)
     t.ok(client.ip6 && web.ip6, `pods have both families (${client.ip6}, ${web.ip6})`)
     t.ok(wrenRoutes(c, 'a').includes(`10.98.2.0/24 via ${c.node('b').ip} dev eth0 proto 87`), 'IPv4: host-gw')
     const v6 = c.routes('a', 6).filter((r) => r.includes('proto 87'))

@@ -176,11 +176,6 @@ export class Agent {
     )
   }
 
-  /** Resolves once the routes of the last sync are programmed (or failed). */
-  async routesSettled(): Promise<void> {
-    await this.routing
-  }
-
   /**
    * One drift check. A read overlapped by an apply is not kept, so it is tried
    * again a little later; after a few tries (changes keep coming) the next
