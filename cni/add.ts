@@ -13,19 +13,21 @@ import { CniError, CNI_CODE } from './errors.ts'
 import { ipamAdd, ipamDel, type IpamResult } from './ipam/index.ts'
 import { chainResults, ipFamily, type Result, type Route } from './result.ts'
 import { Rollback } from './rollback.ts'
-import { GW4, GW6, hostMac, hostSysctls, IfnameTakenError, podMac, unwireHost, wireHost, wirePod, type Wiring } from './veth.ts'
+import { GW4, GW6, hostSysctls, IfnameTakenError, podMac, requireBatchWord, wirePod, type HostSide, type Wiring } from './veth.ts'
 
 export async function cmdAdd(ctx: Ctx): Promise<Result> {
   const { env, conf, log } = ctx
   if (!netnsExists(env.netns)) {
     throw new CniError(CNI_CODE.unknownContainer, `network namespace ${env.netns} does not exist`, 'CNI_NETNS must name an existing namespace')
   }
+  // the pod half is one `ip -batch` inside the pod whichever way the host half is made (veth.ts wirePod)
+  requireBatchWord('CNI_IFNAME', env.ifname)
   const hostIface = hostIfaceName(conf.ifacePrefix, { ...podIdentity(env), containerId: env.containerId })
   const rollback = new Rollback()
   const started = Date.now()
   try {
     const result = await addSteps(ctx, hostIface, rollback)
-    log.info('ADD done', { hostIface, ips: result.ips.map((i) => i.address), ms: Date.now() - started })
+    log.info('ADD done', { hostIface, host: ctx.host.kind, ips: result.ips.map((i) => i.address), ms: Date.now() - started })
     return chainResults(conf.prevResult, result)
   } catch (e) {
     log.error('ADD failed; rolling back', { hostIface, err: (e as Error).message })
@@ -35,7 +37,7 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
 }
 
 async function addSteps(ctx: Ctx, hostIface: string, rollback: Rollback): Promise<Result> {
-  const { env, conf, exec, log } = ctx
+  const { env, conf, exec, host, log } = ctx
   rollback.push('release addresses', () => ipamDel(ipamContext(ctx)))
   const ipam = await ipamAdd(ipamContext(ctx))
   const wiring: Wiring = {
@@ -47,9 +49,10 @@ async function addSteps(ctx: Ctx, hostIface: string, rollback: Rollback): Promis
     addrs: hostAddresses(ipam),
     routes: ipam.routes.filter((r) => !isDefault(r.dst)),
   }
-  rollback.push('delete host veth', () => unwireHost(exec, hostIface))
+  rollback.push('delete host veth', () => host.unwire(hostIface))
+  let hostSide: HostSide
   try {
-    await wireHost(exec, wiring)
+    hostSide = await host.wire(wiring)
   } catch (e) {
     if (e instanceof IfnameTakenError) throw new CniError(CNI_CODE.invalidEnv, e.message, 'pick another CNI_IFNAME')
     throw e
@@ -70,7 +73,7 @@ async function addSteps(ctx: Ctx, hostIface: string, rollback: Rollback): Promis
     created: new Date().toISOString(),
   })
   await waitProgrammed(conf.runDir, hostIface, conf.agentWaitMs, log, ctx.agent)
-  return buildResult(ctx, wiring, ipam)
+  return buildResult(ctx, wiring, hostSide, ipam)
 }
 
 /** Pod addresses are host routes: /32 and /128 whatever the range's prefix length. */
@@ -86,14 +89,14 @@ function isDefault(dst: string): boolean {
   return dst === '0.0.0.0/0' || dst === '::/0'
 }
 
-function buildResult(ctx: Ctx, w: Wiring, ipam: IpamResult): Result {
+function buildResult(ctx: Ctx, w: Wiring, hostSide: HostSide, ipam: IpamResult): Result {
   const fams = new Set(w.addrs.map(ipFamily))
   const gw = (fam: 4 | 6) => (fam === 4 ? GW4 : GW6)
   const routes: Route[] = [...fams].map((f) => ({ dst: f === 4 ? '0.0.0.0/0' : '::/0', gw: gw(f) }))
   for (const r of w.routes) if (fams.has(ipFamily(r.dst))) routes.push({ dst: r.dst, gw: gw(ipFamily(r.dst)) })
   return {
     interfaces: [
-      { name: w.hostIface, mac: hostMac(w.hostIface), mtu: w.mtu },
+      { name: w.hostIface, mac: hostSide.mac, mtu: w.mtu },
       { name: w.ifname, mac: w.mac, mtu: w.mtu, sandbox: w.netns },
     ],
     ips: w.addrs.map((address) => ({ address, gateway: gw(ipFamily(address)), interface: 1 })),

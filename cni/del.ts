@@ -8,10 +8,9 @@ import { ipamContext, type Ctx } from './context.ts'
 import { podIdentity } from './env.ts'
 import { ipamDel } from './ipam/index.ts'
 import type { Result } from './result.ts'
-import { unwireHost } from './veth.ts'
 
 export async function cmdDel(ctx: Ctx): Promise<Result | undefined> {
-  const { env, conf, exec, log } = ctx
+  const { env, conf, host, log } = ctx
   const started = Date.now()
   const record = readRecord(conf.stateDir, env.containerId, env.ifname)
   const hostIface = record?.hostIface ?? hostIfaceName(conf.ifacePrefix, { ...podIdentity(env), containerId: env.containerId })
@@ -20,8 +19,8 @@ export async function cmdDel(ctx: Ctx): Promise<Result | undefined> {
     // a newer sandbox of the same pod reuses the name: its veth is not ours to delete
     log.info('host veth belongs to another attachment; leaving it', { hostIface, owner: owner.containerId })
   } else {
-    const deleted = await unwireHost(exec, hostIface)
-    log.debug('host veth', { hostIface, deleted })
+    const deleted = await host.unwire(hostIface)
+    log.debug('host veth', { hostIface, deleted, host: host.kind })
   }
   await ipamDel(ipamContext(ctx))
   removeRecord(conf.stateDir, env.containerId, env.ifname)

@@ -5,11 +5,10 @@ import { listRecords, removeRecord } from '../shared/record.ts'
 import type { Ctx } from './context.ts'
 import { CniError, CNI_CODE } from './errors.ts'
 import { ipamGc } from './ipam/index.ts'
-import { unwireHost } from './veth.ts'
 import { requireVersion } from './version.ts'
 
 export async function cmdGc(ctx: Ctx): Promise<undefined> {
-  const { conf, exec, log } = ctx
+  const { conf, exec, host, log } = ctx
   requireVersion(conf.cniVersion, '1.1.0', 'GC')
   const valid = conf.validAttachments
   if (!valid) throw new CniError(CNI_CODE.invalidConfig, 'GC needs cni.dev/valid-attachments')
@@ -20,7 +19,7 @@ export async function cmdGc(ctx: Ctx): Promise<undefined> {
   const inUse = new Set(records.filter((r) => isValid(r.containerId, r.ifname)).map((r) => r.hostIface))
   const stale = mine.filter((r) => !isValid(r.containerId, r.ifname))
   for (const r of stale) {
-    if (r.hostIface.startsWith(conf.ifacePrefix) && !inUse.has(r.hostIface)) await unwireHost(exec, r.hostIface)
+    if (r.hostIface.startsWith(conf.ifacePrefix) && !inUse.has(r.hostIface)) await host.unwire(r.hostIface)
     removeRecord(conf.stateDir, r.containerId, r.ifname)
     log.info('GC removed stale attachment', { containerId: r.containerId, ifname: r.ifname, hostIface: r.hostIface })
   }

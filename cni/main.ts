@@ -18,6 +18,7 @@ import { cmdGc } from './gc.ts'
 import { parseNetConf } from './netconf.ts'
 import { renderResult, type Result } from './result.ts'
 import { cmdStatus } from './status.ts'
+import { ipHostLinks, type HostLinks } from './veth.ts'
 import { isSupported, LATEST, versionCommand, type SpecVersion } from './version.ts'
 
 export interface Io {
@@ -25,6 +26,8 @@ export interface Io {
   stdin: string
   stdout: (text: string) => void
   exec?: Exec
+  /** The host half of the wiring; defaults to `ip -batch` through `exec` (the standalone plugin). */
+  host?: HostLinks
   /** Where log lines go; defaults to the config's logFile. */
   logSink?: Sink
   /** Set when the plugin runs inside the agent (cni/serve.ts): the agent to ask directly. */
@@ -60,7 +63,8 @@ export async function dispatch(io: Io): Promise<number> {
       ...(io.via ? { via: io.via } : {}),
     })
     const env = parseEnv(command, io.env)
-    const result = await HANDLERS[command]({ env, conf, rawEnv: io.env, exec: io.exec ?? realExec, log, agent: io.agent })
+    const exec = io.exec ?? realExec
+    const result = await HANDLERS[command]({ env, conf, rawEnv: io.env, exec, host: io.host ?? ipHostLinks(exec), log, agent: io.agent })
     if (result) io.stdout(JSON.stringify(renderResult(result, version)))
     return 0
   } catch (e) {

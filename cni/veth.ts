@@ -1,9 +1,14 @@
 // The pod's wiring: a veth pair, the host half routed (Calico style, no
-// bridge) and the pod half addressed. Two processes do all of it: one
-// `ip -batch` on the host and one inside the pod's namespace. Scripts are
-// built by pure functions so they can be tested without a kernel.
+// bridge) and the pod half addressed. The host half goes through HostLinks,
+// which has two implementations: rtnetlink when the plugin runs inside the
+// agent (cni/veth-netlink.ts, passed by cni/serve.ts), and one `ip -batch`
+// process here for the standalone plugin (dist/wren.cjs), which carries no
+// native addon. The pod half is always one `ip -batch` inside the pod's
+// namespace (see wirePod). Scripts are built by pure functions so they can be
+// tested without a kernel.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { ExecError, type Exec } from '../shared/exec.ts'
+import { CniError, CNI_CODE } from './errors.ts'
 import { ipBatchInNetns } from '../shared/netns.ts'
 import { hashParts } from '../shared/names.ts'
 import { ipFamily, type Route } from './result.ts'
@@ -72,15 +77,67 @@ export function hostMac(name: string): string {
 
 export class IfnameTakenError extends Error {}
 
-/** Creates the pair and the host half. A stale host veth of the same name (crashed ADD) is replaced. */
-export async function wireHost(exec: Exec, w: Wiring): Promise<void> {
-  const r = await exec('ip', ['-batch', '-'], { input: hostScript(w, hostLinkExists(w.hostIface)) })
-  if (r.code === 0) return
-  // "File exists" with our host name free means the pod already has an interface of that name
-  if (/File exists/.test(r.stderr) && !hostLinkExists(w.hostIface)) {
-    throw new IfnameTakenError(`interface ${w.ifname} already exists in ${w.netns}`)
+/** What the host half reports back: its MAC, for the result. */
+export interface HostSide {
+  mac: string
+}
+
+/** The host half of the wiring and its removal. */
+export interface HostLinks {
+  /** Which way, for the log: 'netlink' (in the agent) or 'ip' (`ip -batch`, standalone). */
+  readonly kind: 'netlink' | 'ip'
+  /**
+   * Creates the pair with the peer (IFNAME, MTU, MAC) in the pod's namespace, the IPv6
+   * gateway on the host half (nodad), brings it up and routes each pod address through it.
+   * A stale host veth of the same name (crashed ADD) is replaced. Throws IfnameTakenError
+   * when the pod already has an interface named IFNAME.
+   */
+  wire(w: Wiring): Promise<HostSide>
+  /** Deletes the host veth (its peer and every route through it go with it); absent is fine (false). */
+  unwire(hostIface: string): Promise<boolean>
+}
+
+/**
+ * Characters one `ip -batch` word cannot carry: '#' starts a comment anywhere on the
+ * line (quoted or not), quotes and backslashes are parsed, whitespace splits, and a
+ * newline ends the command (the rest becomes a command of its own).
+ */
+const NOT_IN_BATCH = /[\s#'"\\\x00-\x1f\x7f]/
+
+/** Why a value cannot go into an `ip -batch` line as one word, if it cannot. */
+export function batchWordProblem(value: string): string | undefined {
+  return NOT_IN_BATCH.test(value) ? 'may not contain "#", quotes, backslashes, whitespace or control characters' : undefined
+}
+
+/** Throws the CNI error for a value `ip -batch` cannot carry (checked by ADD before anything is made). */
+export function requireBatchWord(what: string, value: string): void {
+  const bad = batchWordProblem(value)
+  if (bad) throw new CniError(CNI_CODE.invalidEnv, `${what} ${JSON.stringify(value)} ${bad}`, 'ip -batch, which wires it here, cannot carry these safely')
+}
+
+/** The host half by one `ip -batch` process: the standalone plugin's way. */
+export function ipHostLinks(exec: Exec): HostLinks {
+  return {
+    kind: 'ip',
+    async wire(w) {
+      requireBatchWord('CNI_NETNS', w.netns)
+      requireBatchWord('CNI_IFNAME', w.ifname)
+      const r = await exec('ip', ['-batch', '-'], { input: hostScript(w, hostLinkExists(w.hostIface)) })
+      if (r.code === 0) return { mac: hostMac(w.hostIface) }
+      // "File exists" with our host name free means the pod already has an interface of that name
+      if (/File exists/.test(r.stderr) && !hostLinkExists(w.hostIface)) {
+        throw new IfnameTakenError(`interface ${w.ifname} already exists in ${w.netns}`)
+      }
+      throw new Error(`ip -batch on the host failed: ${r.stderr.trim()}`)
+    },
+    async unwire(hostIface) {
+      if (!hostLinkExists(hostIface)) return false
+      const r = await exec('ip', ['link', 'del', hostIface])
+      // a concurrent DEL may have won the race; only a link that is still there is a failure
+      if (r.code !== 0 && hostLinkExists(hostIface)) throw new ExecError('ip', ['link', 'del', hostIface], r)
+      return true
+    },
   }
-  throw new Error(`ip -batch on the host failed: ${r.stderr.trim()}`)
 }
 
 /** Host sysctls: forwarding on, proxy_arp answering for GW4 without the default random delay. */
@@ -103,15 +160,13 @@ function ensureSysctl(key: string, value: string): void {
   if (readFileSync(path, 'utf8').trim() !== value) writeFileSync(path, value)
 }
 
+/**
+ * The pod half, by `ip -batch` inside the pod's namespace whichever way the host half was
+ * made: over rtnetlink its address could be set from outside (IFLA_TARGET_NETNSID) but its
+ * routes could not (RTM_NEWROUTE names no target namespace), and Node cannot enter the
+ * namespace for a socket of its own (shared/netns.ts). So IFNAME must be one batch word.
+ */
 export async function wirePod(exec: Exec, w: Wiring): Promise<void> {
+  requireBatchWord('CNI_IFNAME', w.ifname)
   await ipBatchInNetns(exec, w.netns, podScript(w))
-}
-
-/** Deletes the host veth (its peer and every route through it go with it); absent is fine. */
-export async function unwireHost(exec: Exec, hostIface: string): Promise<boolean> {
-  if (!hostLinkExists(hostIface)) return false
-  const r = await exec('ip', ['link', 'del', hostIface])
-  // a concurrent DEL may have won the race; only a link that is still there is a failure
-  if (r.code !== 0 && hostLinkExists(hostIface)) throw new ExecError('ip', ['link', 'del', hostIface], r)
-  return true
 }

@@ -2,7 +2,7 @@
 // (it switches only the calling thread, and libuv's other threads and every
 // await would see the host namespace), so everything that must run inside a
 // pod's namespace is a child process started by `nsenter --net=PATH`.
-import { statSync } from 'node:fs'
+import { statfsSync, statSync } from 'node:fs'
 import { execOk, type Exec } from './exec.ts'
 
 /** True when the path exists (a bind-mounted nsfs file or a /proc/PID/ns/net link). */
@@ -10,6 +10,17 @@ export function netnsExists(path: string): boolean {
   try {
     statSync(path)
     return true
+  } catch {
+    return false
+  }
+}
+
+const NSFS_MAGIC = 0x6e736673
+
+/** True when the path is a network namespace file (nsfs), not some other file that could block an open. */
+export function isNetns(path: string): boolean {
+  try {
+    return statfsSync(path).type === NSFS_MAGIC
   } catch {
     return false
   }
