@@ -160,8 +160,11 @@ export class Agent {
 
   /**
    * Routes follow the policy rules rather than gate them: a pod's ADD waits
-   * for its chains, not for routes to other nodes. A failed route apply is
-   * retried by another sync a little later.
+   * for its chains, not for routes to other nodes. And they come after them on
+   * purpose: a new node's range must be in the pod-range set before its route
+   * exists, or the first packets to its pods would be masqueraded (their
+   * receiver's policy would judge the node's address, not the pod's). A failed
+   * route apply is retried by another sync a little later.
    */
   private syncRoutes(nodes: readonly Node[]): void {
     const routes = this.deps.routes
