@@ -14,7 +14,7 @@ import { leftovers, noForeignAgents } from './behaviour.ts'
 import { POD_CIDR, run } from './cluster.ts'
 import { cniEnv } from './cni-env.ts'
 import { Cleanup, ENFORCER_BIN, REPO, WREN_BIN, addNetns, blackhole, exclusiveKernel, sh, tempDir, trySh } from './host.ts'
-import { claimDir, delay, exitOk, typed, typedInBackground, userEnv, type Background, type Flow, type FlowCtx, type StepFn } from './readme-commands.ts'
+import { REBUILT_MEANWHILE, claimDir, delay, exitOk, typed, typedInBackground, userEnv, type Background, type Flow, type FlowCtx, type StepFn } from './readme-commands.ts'
 import { DEMO_POLICY, NODE, demoObjects, kubeHome, nodeObject, uplink } from './readme-kube.ts'
 
 /** The agent's and the plugin's defaults, which the README's commands use. */
@@ -93,9 +93,14 @@ function kernelLeft(): string[] {
 
 /** `run …` in the background, as a user leaves it running in a terminal; stopped by the cleanup step. */
 export const startAgent: StepFn<AgentCtx> = async (t, cmd, ctx) => {
-  ctx.agent = typedInBackground(ctx.cleanup, cmd, ctx.env)
   const socket = '/var/run/wren/agent.sock'
-  for (const deadline = Date.now() + 30_000; !existsSync(socket) && !ctx.agent.exited() && Date.now() < deadline; ) await delay(100)
+  for (let attempt = 1; ; attempt++) {
+    ctx.agent = typedInBackground(ctx.cleanup, cmd, ctx.env)
+    for (const deadline = Date.now() + 30_000; !existsSync(socket) && !ctx.agent.exited() && Date.now() < deadline; ) await delay(100)
+    if (!ctx.agent.exited() || attempt === 3 || !REBUILT_MEANWHILE.test(ctx.agent.output())) break
+    t.comment(`dist/ was rebuilt while the agent loaded it (someone else's build): started again`)
+    await delay(2000)
+  }
   t.ok(existsSync(socket), `running, its control socket at ${socket} (the default run dir)`)
   t.notOk(ctx.agent.exited(), `still running${ctx.agent.exited() ? `: ${ctx.agent.output()}` : ''}`)
 }

@@ -107,14 +107,24 @@ export function exitOk(t: Test, r: Typed): void {
   t.equal(r.code, 0, r.code === 0 ? 'exit 0' : `exit 0 (stderr: ${r.stderr.slice(-3000)}; stdout: ${r.stdout.slice(-1500)})`)
 }
 
-/** `sh -c TEXT` from the repository root, to its end (killed after `timeoutMs`). */
+/**
+ * The build in dist/ was being replaced as the command loaded it: others rebuild this working
+ * tree (scripts/setup, tests) while these commands run from it, and a build drops the previous
+ * chunks first. A user never does both at once; such a run says nothing about the command.
+ */
+export const REBUILT_MEANWHILE = /Cannot find module '[^']*\/dist\/chunks\//
+
+/** `sh -c TEXT` from the repository root, to its end (killed after `timeoutMs`); rerun when dist/ was rebuilt under it. */
 export async function typed(cleanup: Cleanup, cmd: string, env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Typed> {
-  const bg = typedInBackground(cleanup, cmd, env)
-  const timer = setTimeout(() => void bg.stop(5000), timeoutMs)
-  const r = await bg.done
-  clearTimeout(timer)
-  if (r.signal) r.stderr += `\n(readme test: ${cmd} ended by ${r.signal} after ${r.ms} ms, limit ${timeoutMs} ms)`
-  return r
+  for (let attempt = 1; ; attempt++) {
+    const bg = typedInBackground(cleanup, cmd, env)
+    const timer = setTimeout(() => void bg.stop(5000), timeoutMs)
+    const r = await bg.done
+    clearTimeout(timer)
+    if (r.signal) r.stderr += `\n(readme test: ${cmd} ended by ${r.signal} after ${r.ms} ms, limit ${timeoutMs} ms)`
+    if (r.code === 0 || attempt === 3 || !REBUILT_MEANWHILE.test(r.stderr)) return r
+    await delay(2000)
+  }
 }
 
 /**
