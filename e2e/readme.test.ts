@@ -46,7 +46,7 @@ const TABLE: Row[] = [
   row('./bin/wren-enforcer show demo/web', manifestsFlow, showWiredPod,
     'after a CNI ADD by bin/wren into netns ws-readme (the plugin’s default dirs): names the pod, its address, the allowing policy rule, counters'),
   row('./bin/wren-enforcer cleanup', manifestsFlow, cleanupAfterAgent, 'after CNI DEL and SIGTERM to the agent: no chain, rule, set, route or VXLAN device of wren left'),
-  row('./bin/wren-enforcer run --kubeconfig ~/.kube/config --node-name "$(hostname)"', apiFlow, startAgent,
+  row('./bin/wren-enforcer run --kubeconfig ~/.kube/config', apiFlow, startAgent,
     "in the background, under the kernel lock; HOME's .kube/config reaches the in-repo API server (Node <hostname> with v4+v6 podCIDRs and InternalIP, demo objects)"),
   row('./bin/wren-enforcer status --wait-synced --timeout 10s', apiFlow, statusFromApi, 'synced, the demo objects known, its own ranges blackholed; every kind watched on that API server'),
   row('./bin/wren-enforcer cleanup', apiFlow, cleanupAfterAgent, 'after SIGTERM to the agent: its routes (proto 87), chains and sets gone'),

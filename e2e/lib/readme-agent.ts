@@ -74,7 +74,7 @@ export const apiFlow: Flow<AgentCtx> = {
     await agentHost(t, cleanup, hold)
     const ip = uplink().ipv4
     const { api, home } = await kubeHome(cleanup, [['Node', nodeObject(API_NODE_CIDRS, ip ? [ip] : [])], ...demoObjects()])
-    // its own Node found by --node-name "$(hostname)": its ranges blackholed on this node
+    // its own Node found by its default name (the hostname lowercased): its ranges blackholed on this node
     const own = API_NODE_CIDRS.map((c) => new RegExp(`^ +${c.replace(/[./]/g, '\\$&')} +blackhole \\(this node\\)`, 'm'))
     return { cleanup, env: userEnv({ HOME: home }), expectStatus: [...synced, /^routes: +1 nodes/m, ...own], unwire: [], api }
   },
