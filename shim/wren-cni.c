@@ -279,10 +279,11 @@ static int connect_agent(const char *path)
 	return fd;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+/* to_socket: send with MSG_NOSIGNAL, so a peer that closed is EPIPE here, not a SIGPIPE death */
+static int write_all_to(int fd, const char *p, size_t n, int to_socket)
 {
 	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = to_socket ? send(fd, p, n, MSG_NOSIGNAL) : write(fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -291,6 +292,11 @@ static int write_all(int fd, const char *p, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	return write_all_to(fd, p, n, 0);
 }
 
 /* The request: headers, the environment as NUL-terminated entries, a NUL, the stdin bytes. */
@@ -335,6 +341,23 @@ static int header(const char *head, size_t len, const char *name, char *out, siz
 	return 0;
 }
 
+/*
+ * A Content-Length value: digits only (strtoull alone would take "-1" as
+ * 2^64-1) and at most MAX_REPLY, so adding it to a header length cannot wrap.
+ */
+static int content_length(const char *s, size_t *out)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return 0;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v > MAX_REPLY)
+		return 0;
+	*out = (size_t)v;
+	return 1;
+}
+
 enum outcome { DONE, NO_AGENT, FAILED };
 
 struct reply {
@@ -352,9 +375,13 @@ static enum outcome read_reply(int fd, struct buf *raw, struct reply *r)
 	for (;;) {
 		const char *sep = raw->n ? memmem(raw->p, raw->n, "\r\n\r\n", 4) : NULL;
 		char val[32];
+		size_t body_len;
 		if (sep && header(raw->p, (size_t)(sep - raw->p), "content-length", val, sizeof val)) {
-			size_t want = (size_t)(sep - raw->p) + 4 + strtoul(val, NULL, 10);
-			if (raw->n >= want)
+			if (!content_length(val, &body_len)) {
+				snprintf(r->why, sizeof r->why, "the agent's answer has a bad Content-Length: %.40s", val);
+				return FAILED;
+			}
+			if (raw->n >= (size_t)(sep - raw->p) + 4 + body_len)
 				break;
 		}
 		long left = deadline - now_ms();
@@ -381,6 +408,9 @@ static enum outcome read_reply(int fd, struct buf *raw, struct reply *r)
 		}
 		buf_add(raw, chunk, (size_t)got);
 	}
+	/* NUL-terminate (room made by buf_add) for sscanf, which reads to the NUL */
+	buf_add(raw, "", 1);
+	raw->n--;
 	const char *sep = raw->n ? memmem(raw->p, raw->n, "\r\n\r\n", 4) : NULL;
 	int status = 0;
 	if (!sep || sscanf(raw->p, "HTTP/1.%*d %d", &status) != 1) {
@@ -398,8 +428,11 @@ static enum outcome read_reply(int fd, struct buf *raw, struct reply *r)
 	}
 	r->code = atoi(code);
 	r->out = sep + 4;
-	r->out_len = strtoul(len, NULL, 10);
-	if (r->out + r->out_len > raw->p + raw->n) {
+	if (!content_length(len, &r->out_len)) {
+		snprintf(r->why, sizeof r->why, "the agent's answer has a bad Content-Length: %.40s", len);
+		return FAILED;
+	}
+	if (r->out_len > raw->n - (head_len + 4)) {
 		snprintf(r->why, sizeof r->why, "the agent's answer was cut short");
 		return FAILED;
 	}
@@ -414,7 +447,7 @@ static enum outcome ask_agent(const char *socket_path, const struct buf *in, str
 	struct buf req = { 0 };
 	build_request(&req, in);
 	/* a request that did not get out whole cannot have been acted on: the agent runs only complete ones */
-	int sent = write_all(fd, req.p, req.n);
+	int sent = write_all_to(fd, req.p, req.n, 1);
 	free(req.p);
 	enum outcome o = sent < 0 ? NO_AGENT : read_reply(fd, raw, r);
 	close(fd);

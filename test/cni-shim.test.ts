@@ -2,8 +2,10 @@
 // which socket its netconf scan picks (top-level "runDir" only, whatever the
 // nesting, escapes and whitespace), the request frame it sends, how it relays
 // the answer, and when it falls back to the Node plugin or answers "try again
-// later" (11). No kernel work: the fallback runs VERSION only.
-import { spawn } from 'node:child_process'
+// later" (11); hostile answers (a Content-Length that would wrap, an agent
+// that closes before reading) and a valgrind run of one normal answer. No
+// kernel work: the fallback runs VERSION only.
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -14,7 +16,7 @@ import { decodeFrame } from '../cni/serve.ts'
 const REPO = new URL('..', import.meta.url).pathname.replace(/\/$/, '')
 const SHIM = join(REPO, 'bin', 'wren')
 
-type Behaviour = 'ok' | 404 | 503 | 500 | 'hang-up' | 'no-code'
+type Behaviour = 'ok' | 404 | 503 | 500 | 'hang-up' | 'no-code' | 'close-unread' | { contentLength: string }
 
 interface Fake {
   dir: string
@@ -28,13 +30,18 @@ async function fakeAgent(root: string, label: string): Promise<Fake> {
   mkdirSync(dir)
   const fake: Fake = { dir, seen: [], behaviour: 'ok', server: undefined as unknown as Server }
   fake.server = createServer((req, res) => {
+    const b = fake.behaviour
     const chunks: Buffer[] = []
     req.on('data', (c) => chunks.push(c))
     req.on('end', () => {
       const frame = decodeFrame(Buffer.concat(chunks))
       fake.seen.push(frame)
-      const b = fake.behaviour
       if (b === 'hang-up') return void req.socket.destroy()
+      if (typeof b === 'object') {
+        // written raw: Node's own writer would not send a length it cannot honour
+        const body = '{"agent":"raw"}\n'
+        return void req.socket.end(`HTTP/1.1 200 OK\r\nx-wren-cni-code: 0\r\nContent-Length: ${b.contentLength}\r\n\r\n${body}`)
+      }
       if (typeof b === 'number') return void res.writeHead(b).end('{}')
       const body = `{"agent":"${label}","method":"${req.method}","url":"${req.url}"}\n`
       const headers: Record<string, string | number> = { 'content-length': Buffer.byteLength(body) }
@@ -42,18 +49,25 @@ async function fakeAgent(root: string, label: string): Promise<Fake> {
       res.writeHead(200, headers).end(body)
     })
   })
+  // accepted, then closed before a byte of the request is read
+  fake.server.on('connection', (socket) => fake.behaviour === 'close-unread' && socket.destroy())
   await new Promise<void>((r) => fake.server.listen(join(dir, 'agent.sock'), r))
   return fake
 }
 
-function runShim(stdin: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+type Run = { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+/** The shim, or `wrapper` (e.g. valgrind and its options) running it. */
+function runShim(stdin: string, env: Record<string, string>, wrapper: string[] = []): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(SHIM, [], { env: { PATH: '/usr/bin:/bin', WREN_SHIM_TRACE: '1', ...env } })
+    const [cmd, ...args] = [...wrapper, SHIM]
+    const child = spawn(cmd, args, { env: { PATH: '/usr/bin:/bin', WREN_SHIM_TRACE: '1', ...env } })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (b) => (stdout += b))
     child.stderr.on('data', (b) => (stderr += b))
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
+    child.stdin.on('error', () => {}) // a shim that exits before reading all of stdin
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
     child.stdin.end(stdin)
   })
 }
@@ -146,6 +160,42 @@ t.test('shim', async (t) => {
       t.notMatch(r.stderr, /Node plugin/)
     }
     A.behaviour = 'ok'
+  })
+
+  t.test('a Content-Length that is not a plain length within the bound is "try again later" (11)', async (t) => {
+    // 2^64-1 used to wrap `header + 4 + length` and the body bounds check, and the
+    // shim wrote ~2^64 bytes from its reply buffer to stdout. The request was out,
+    // so the agent may have acted: like any broken answer, 11 and no second run.
+    for (const contentLength of ['18446744073709551615', '18446744073709551616', '-1', '8x', String(9 << 20)]) {
+      A.behaviour = { contentLength }
+      const before = A.seen.length
+      const r = await runShim(`{"cniVersion":"0.4.0","runDir":${q(A.dir)}}`, env)
+      t.same([r.code, r.signal], [1, null], `${contentLength}: exit 1, no signal`)
+      t.match(JSON.parse(r.stdout), { cniVersion: '0.4.0', code: 11, msg: 'try again later', details: /Content-Length/ }, `${contentLength}: ${r.stdout.trim()}`)
+      t.equal(A.seen.length - before, 1, `${contentLength}: one request`)
+      t.notMatch(r.stderr, /Node plugin/)
+    }
+    A.behaviour = 'ok'
+  })
+
+  t.test('an agent that closes before reading the request: the Node plugin answers, no SIGPIPE', async (t) => {
+    // bigger than a unix socket's send buffer (~208 KiB), so the send is still under
+    // way when the agent closes, whichever runs first; still under MAX_NETCONF
+    const big = `{"cniVersion":"1.0.0","runDir":${q(A.dir)},"pad":"${'x'.repeat(600 << 10)}"}`
+    A.behaviour = 'close-unread'
+    const r = await runShim(big, { ...env, CNI_COMMAND: 'VERSION' })
+    A.behaviour = 'ok'
+    t.same([r.code, r.signal], [0, null], `exit 0, not killed by SIGPIPE (141): ${r.stderr}`)
+    t.match(r.stderr, /running the Node plugin/)
+    t.same(JSON.parse(r.stdout).supportedVersions.length > 0, true)
+  })
+
+  t.test('under valgrind, one normal answer reads no uninitialised memory', async (t) => {
+    if (spawnSync('valgrind', ['--version']).status !== 0) return void t.skip('valgrind is not installed')
+    const r = await runShim(`{"runDir":${q(B.dir)}}`, { ...env, CNI_COMMAND: 'DEL' }, ['valgrind', '-q', '--error-exitcode=9'])
+    t.equal(r.code, 3, `the agent's exit code, not valgrind's 9: ${r.stderr}`)
+    t.same(JSON.parse(r.stdout), { agent: 'B', method: 'POST', url: '/cni' })
+    t.notMatch(r.stderr, /uninitialised|Invalid read/)
   })
 
   t.test('--version answers without reading stdin', async (t) => {
