@@ -163,30 +163,71 @@ function within(inner: Cidr, outer: Cidr): boolean {
   return masked.every((b, i) => b === outer.bytes[i])
 }
 
-/** The two halves of a CIDR, one bit longer. */
-function halves(c: Cidr): [Cidr, Cidr] {
-  const high = Uint8Array.from(c.bytes)
-  high[c.prefix >> 3] |= 0x80 >> (c.prefix & 7)
-  return [
-    { family: c.family, bytes: c.bytes, prefix: c.prefix + 1 },
-    { family: c.family, bytes: high, prefix: c.prefix + 1 },
-  ]
+function width(family: Family): number {
+  return family === 4 ? 32 : 128
+}
+
+/** 2^k for every block size a range can need. */
+const POW: bigint[] = Array.from({ length: 130 }, (_, k) => 1n << BigInt(k))
+
+function toBig(bytes: Uint8Array): bigint {
+  let n = 0n
+  for (const b of bytes) n = (n << 8n) | BigInt(b)
+  return n
+}
+
+function fromBig(n: bigint, family: Family): Uint8Array {
+  const out = new Uint8Array(width(family) / 8)
+  for (let i = out.length - 1; i >= 0; i--, n >>= 8n) out[i] = Number(n & 0xffn)
+  return out
+}
+
+/** The addresses of a CIDR as a half-open range [start, end). */
+function span(c: Cidr): [bigint, bigint] {
+  const start = toBig(c.bytes)
+  return [start, start + POW[width(c.family) - c.prefix]]
 }
 
 /**
- * The addresses of `c` outside every hole, as disjoint CIDRs (storable: no /0).
+ * The largest aligned blocks covering [lo, hi), in address order, appended to
+ * `out`. A block of 2^k addresses may start at lo when lo is a multiple of 2^k
+ * and it fits before hi. Along a range the best k rises then falls, so it is
+ * tracked rather than searched: O(width) steps per range, plus one per block.
+ */
+function appendBlocks(out: Cidr[], lo: bigint, hi: bigint, family: Family): void {
+  const bits = width(family)
+  let k = 0
+  while (lo < hi) {
+    // lo is a multiple of 2^k here; it is one of 2^(k+1) when bit k is clear.
+    while (k < bits && (lo & POW[k]) === 0n && lo + POW[k + 1] <= hi) k++
+    while (lo + POW[k] > hi) k--
+    out.push(...storableNets({ family, bytes: fromBig(lo, family), prefix: bits - k }))
+    lo += POW[k]
+  }
+}
+
+/**
+ * The addresses of `c` outside every hole, as disjoint CIDRs (storable: no /0),
+ * in address order, each as large as it can be.
  * An ipBlock with `except` becomes plain positive entries this way, so it can
  * share a set with other peers: a set mixing positive and `nomatch` entries
  * answers by its most specific entry, which is not the union of the peers.
+ * Holes are sorted and the gaps between them swept once, so a policy with
+ * thousands of `except` entries costs n·log n, not n² (issue 8: a bisection
+ * that filtered every hole at every step let one policy stall the agent).
  */
 export function subtractNets(c: Cidr, holes: Cidr[]): Cidr[] {
+  if (holes.some((h) => within(c, h))) return []
+  const inside = holes.filter((h) => within(h, c)).map(span)
+  inside.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+  const [start, end] = span(c)
   const out: Cidr[] = []
-  const walk = (n: Cidr): void => {
-    const touching = holes.filter((h) => within(h, n) || within(n, h))
-    if (touching.length === 0) out.push(...storableNets(n))
-    else if (!touching.some((h) => within(n, h))) for (const half of halves(n)) walk(half)
+  let cursor = start
+  for (const [lo, hi] of inside) {
+    if (lo > cursor) appendBlocks(out, cursor, lo, c.family)
+    if (hi > cursor) cursor = hi
   }
-  walk(c)
+  appendBlocks(out, cursor, end, c.family)
   return out
 }
 
