@@ -23,7 +23,7 @@ import { buildRows, type ModeFigures } from './bench/cluster-figures.ts'
 import { timeNodeRoutes, type Mode } from './bench/cluster-routes.ts'
 import { connRates, throughput, type Pair } from './bench/cluster-traffic.ts'
 import { NODE } from './bench/node.ts'
-import { note, printTable } from './bench/report.ts'
+import { benchMain, log } from './bench/main.ts'
 
 const NODES = [
   { name: 'a', podCidrs: ['10.98.1.0/24'] },
@@ -92,7 +92,6 @@ function options(argv: string[]): Options {
   }
 }
 
-const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 23)}] ${msg}\n`)
 
 function checkTools(): void {
   for (const tool of ['iperf3', 'socat', 'ip', 'bridge']) {
@@ -169,29 +168,7 @@ async function run(cleanup: Cleanup, o: Options): Promise<ModeFigures[]> {
   return out
 }
 
-async function main(): Promise<void> {
-  const cleanup = new Cleanup()
-  let stopping = false
-  const teardown = async (code: number) => {
-    if (stopping) return
-    stopping = true
-    const errors = await cleanup.run()
-    for (const e of errors) log(`cleanup: ${e}`)
-    process.exit(errors.length && !code ? 1 : code)
-  }
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => (log(`${sig}: cleaning up`), void teardown(130)))
-  try {
-    const o = options(process.argv.slice(2))
-    const modes = await run(cleanup, o)
-    const { title, rows, notes } = buildRows(modes, o.reps)
-    printTable(title, rows)
-    for (const n of notes) note(n)
-  } catch (e) {
-    log(`failed: ${(e as Error).message}`)
-    if (process.env.WREN_BENCH_DEBUG) log((e as Error).stack ?? '')
-    return teardown(1)
-  }
-  return teardown(0)
-}
-
-main()
+benchMain(async (cleanup) => {
+  const o = options(process.argv.slice(2))
+  return buildRows(await run(cleanup, o), o.reps)
+})

@@ -18,7 +18,7 @@ import { folderParseMs } from './bench/parsecost.ts'
 import { agentStatus, memoryOf, POD_CIDR, REMOTE_CIDR, startAgent, stopAgent, waitFirstSync, wireAll, type Dirs } from './bench/node.ts'
 import { capture, loadRaw } from './bench/rawload.ts'
 import { buildRows, type Figures } from './bench/figures.ts'
-import { printTable, note } from './bench/report.ts'
+import { benchMain, log } from './bench/main.ts'
 import { snapshotBuild, type Bins } from './bench/snapshot.ts'
 import { synthesize, type SynthCluster } from './bench/synth.ts'
 
@@ -83,7 +83,6 @@ function options(argv: string[]): Options {
   return o
 }
 
-const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 23)}] ${msg}\n`)
 
 /** Lock, clean kernel, blackholes, folders; all undone by `cleanup`. */
 async function prepareHost(cleanup: Cleanup, o: Options): Promise<Dirs> {
@@ -155,28 +154,4 @@ async function run(cleanup: Cleanup, o: Options): Promise<Figures> {
   return f
 }
 
-async function main(): Promise<void> {
-  const o = options(process.argv.slice(2))
-  const cleanup = new Cleanup()
-  let stopping = false
-  const teardown = async (code: number) => {
-    if (stopping) return
-    stopping = true
-    const errors = await cleanup.run()
-    for (const e of errors) log(`cleanup: ${e}`)
-    process.exit(errors.length && !code ? 1 : code)
-  }
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => (log(`${sig}: cleaning up`), void teardown(130)))
-  try {
-    const f = await run(cleanup, o)
-    const { title, rows, notes } = buildRows(f)
-    printTable(title, rows)
-    for (const n of notes) note(n)
-  } catch (e) {
-    log(`failed: ${(e as Error).stack ?? e}`)
-    return teardown(1)
-  }
-  return teardown(0)
-}
-
-main()
+benchMain(async (cleanup) => buildRows(await run(cleanup, options(process.argv.slice(2)))))

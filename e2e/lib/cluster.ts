@@ -325,7 +325,8 @@ export async function snapshotBinaries(root: string): Promise<{ wrenBin: string;
   }
 }
 
-function applyLabels(old: Labels | undefined, change: Record<string, string | null>, what: string): Labels {
+/** `old` with `change` applied (null removes a label); throws naming `what` when there is nothing to change. */
+export function applyLabels(old: Labels | undefined, change: Record<string, string | null>, what: string): Labels {
   if (!old) throw new Error(`${what} does not exist`)
   const out = { ...old }
   for (const [k, v] of Object.entries(change)) {

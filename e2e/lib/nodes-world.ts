@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { NodesCluster, POD_RANGE, type NodePod, type NodeSpec, type Underlay } from './nodes.ts'
 import { Cleanup, exclusiveKernel, hostLinks, sh, trySh } from './host.ts'
-import { startServers, waitListening, type Pod } from './cluster.ts'
+import { applyLabels, startServers, waitListening, type Pod } from './cluster.ts'
 import { OUTSIDE_BANNER, OUTSIDE_PORTS, SVC_CHAIN, World, kubeDnsPod } from '../scenarios/world.ts'
 import { expectedGrid, mismatches } from '../scenarios/matrix.ts'
 import { populate, runStep, type ScenarioResult, type StepResult } from '../scenarios/run.ts'
@@ -130,16 +130,6 @@ export class NodesScenario implements ScenarioCluster {
     startServers(this.c.cleanup, this.c.outside.netns, ports, OUTSIDE_BANNER)
     await waitListening(this.c.outside.netns, ports)
   }
-}
-
-function applyLabels(old: Labels | undefined, change: LabelChange, what: string): Labels {
-  if (!old) throw new Error(`${what} does not exist`)
-  const out = { ...old }
-  for (const [k, v] of Object.entries(change)) {
-    if (v === null) delete out[k]
-    else out[k] = v
-  }
-  return out
 }
 
 /** Why `sc` cannot run on nodes as placed (empty when it can). */
