@@ -4,7 +4,10 @@
  * its neighbour entries (gateway → VTEP MAC) and FDB entries (MAC → underlay
  * address).
  *
- * Model: apply(plan) reads what is there, then adds, replaces and deletes
+ * Model: hostAddresses() reads links and addresses once per sync (the
+ * planner needs the connected subnets, the apply the device and its
+ * addresses); apply(plan, host) reads the routes and the device's entries,
+ * then adds, replaces and deletes
  * until the kernel matches the plan. Ownership: a route is wren's when its
  * protocol is ROUTE_PROTOCOL; a neighbour or FDB entry when it sits on the
  * VXLAN device, which is wren's by name. A route of someone else to the same
@@ -13,12 +16,13 @@
  * Invariants: nothing is written for a plan that holds; the device exists
  * before any route through it, and its neighbour and FDB entries before the
  * routes that need them.
- * Concurrency: one apply at a time (the agent's runner never overlaps syncs);
+ * Concurrency: one apply at a time (the agent's runner never overlaps syncs),
+ * and one request at a time on the socket: the package groups one multipart
+ * answer at a time, so two dumps in flight mix their parts;
  * the socket is opened by start(), never by the constructor.
  */
 import netlink from 'netlink'
 import type { RtNetlinkSocket } from 'netlink'
-import { readFileSync } from 'node:fs'
 import { bitsOf, formatIp, parseCidr, parseIp, type Ip } from '../../cni/ipam/ipmath.ts'
 import type { Logger } from '../../shared/log.ts'
 import { ROUTE_PROTOCOL, VXLAN_DEVICE, VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI } from '../../shared/names.ts'
@@ -34,9 +38,12 @@ const MAIN_TABLE = 254
 const ONLINK = 4
 const CREATE = FlagsNew.CREATE | FlagsNew.REPLACE
 
+/** What one read of the host's links and addresses found: the planner's input and the apply's starting point. */
 export interface HostAddresses {
   /** Subnets of this host's global addresses (directly connected). */
   connected: string[]
+  links: netlink.rt.LinkMessage[]
+  addresses: netlink.rt.AddressMessage[]
 }
 
 export interface RoutesApplied {
@@ -89,6 +96,16 @@ interface KernelRoute {
   oif?: number
 }
 
+function deviceOf(links: netlink.rt.LinkMessage[]): netlink.rt.LinkMessage | undefined {
+  return links.find((l) => l.attrs.ifname === VXLAN_DEVICE)
+}
+
+/** The MTU of the interface holding the underlay address (its link message carries it). */
+function underlayMtu(local: string, host: HostAddresses): number | undefined {
+  const addr = host.addresses.find((a) => a.data.family === AF_INET && fromBytes(a.attrs.local ?? a.attrs.address) === local)
+  return addr && host.links.find((l) => l.data.index === addr.data.index)?.attrs.mtu
+}
+
 function describeRoute(r: PlannedRoute): string {
   return r.kind === 'blackhole' ? `blackhole ${r.dst}` : `${r.dst} via ${r.via} (${r.kind})`
 }
@@ -114,21 +131,25 @@ export class NetlinkRoutes {
 
   /** Subnets of the host's global addresses, for deciding which nodes are one L2 hop away. */
   async hostAddresses(): Promise<HostAddresses> {
-    const vx = await this.deviceIndex()
+    // one dump at a time: two on one netlink socket interleave their parts
+    const links = await this.s.getLinks()
+    const addresses = await this.s.getAddresses()
+    const vx = deviceOf(links)?.data.index
     const connected: string[] = []
-    for (const a of await this.s.getAddresses()) {
+    for (const a of addresses) {
       if (a.data.scope !== 0) continue
       if (a.data.index === vx) continue
       const ip = fromBytes(a.attrs.local ?? a.attrs.address)
       if (ip) connected.push(`${ip}/${a.data.prefixlen}`)
     }
-    return { connected }
+    return { connected, links, addresses }
   }
 
-  async apply(plan: RoutePlan): Promise<RoutesApplied> {
+  /** Makes the kernel match `plan`, starting from `host` (read by hostAddresses just before). */
+  async apply(plan: RoutePlan, host: HostAddresses): Promise<RoutesApplied> {
     const out: RoutesApplied = { added: 0, removed: 0, problems: [] }
     if (plan.hold) return out
-    const index = plan.vxlan ? await this.ensureDevice(plan.vxlan, out) : undefined
+    const index = plan.vxlan ? await this.ensureDevice(plan.vxlan, host, out) : undefined
     const have = await this.routes()
     const want = new Map(plan.routes.map((r) => [r.dst, r]))
     for (const r of have) {
@@ -149,7 +170,7 @@ export class NetlinkRoutes {
       await this.s.newRoute(...this.routeMessage(parseCidr(r.dst)!.ip.family === 4 ? AF_INET : AF_INET6, r, index))
       out.added++
     }
-    if (!plan.vxlan) await this.removeDevice()
+    if (!plan.vxlan) await this.removeDevice(deviceOf(host.links)?.data.index)
     return out
   }
 
@@ -161,7 +182,7 @@ export class NetlinkRoutes {
       await this.deleteRoute(r)
       n++
     }
-    if (await this.removeDevice()) n++
+    if (await this.removeDevice(deviceOf(await this.s.getLinks())?.data.index)) n++
     return n
   }
 
@@ -205,13 +226,7 @@ export class NetlinkRoutes {
     return out
   }
 
-  private async deviceIndex(): Promise<number | undefined> {
-    const links = await this.s.getLinks()
-    return links.find((l) => l.attrs.ifname === VXLAN_DEVICE)?.data.index
-  }
-
-  private async removeDevice(): Promise<boolean> {
-    const index = await this.deviceIndex()
+  private async removeDevice(index: number | undefined): Promise<boolean> {
     if (index === undefined) return false
     await this.s.delLink({ index })
     this.log.info('removed the VXLAN device', { device: VXLAN_DEVICE })
@@ -219,16 +234,17 @@ export class NetlinkRoutes {
   }
 
   /** The device as the plan wants it (recreated when its local address or MAC changed), with its entries; its index. */
-  private async ensureDevice(want: VxlanDevice, out: RoutesApplied): Promise<number> {
-    const links = await this.s.getLinks()
-    const dev = links.find((l) => l.attrs.ifname === VXLAN_DEVICE)
+  private async ensureDevice(want: VxlanDevice, host: HostAddresses, out: RoutesApplied): Promise<number> {
+    const dev = deviceOf(host.links)
     let index = dev?.data.index
     if (dev && !this.deviceMatches(dev, want)) {
       await this.s.delLink({ index: dev.data.index })
       index = undefined
     }
-    if (index === undefined) index = await this.createDevice(want, links, out)
-    await this.ensureAddresses(index, want)
+    const created = index === undefined
+    if (index === undefined) index = await this.createDevice(want, host, out)
+    // a device made just now holds no address yet
+    await this.ensureAddresses(index, want, created ? [] : host.addresses)
     await this.ensureEntries(index, want)
     return index
   }
@@ -241,33 +257,22 @@ export class NetlinkRoutes {
     return vx.id === VXLAN_VNI && fromBytes(vx.local) === want.local && (vx.port?.readUInt16BE(0) ?? 0) === VXLAN_PORT
   }
 
-  private async createDevice(want: VxlanDevice, links: netlink.rt.LinkMessage[], out: RoutesApplied): Promise<number> {
-    const underlay = await this.underlayMtu(want.local, links)
+  private async createDevice(want: VxlanDevice, host: HostAddresses, out: RoutesApplied): Promise<number> {
+    const underlay = underlayMtu(want.local, host)
     if (underlay === undefined) out.problems.push({ object: `device ${VXLAN_DEVICE}`, message: `no interface holds ${want.local}`, effect: 'MTU set to 1450' })
     const port = Buffer.alloc(2)
     port.writeUInt16BE(VXLAN_PORT)
     const data = attrs(ifla.formatVxlan({ id: VXLAN_VNI, local: bytes(ipOf(want.local)), port, learning: 0 }))
     const linkinfo = attrs(ifla.formatInfo({ kind: 'vxlan', data }))
     await this.s.newLink({}, { ifname: VXLAN_DEVICE, mtu: (underlay ?? 1500) - VXLAN_OVERHEAD, address: macBytes(want.mac), linkinfo }, { flags: FlagsNew.CREATE | FlagsNew.EXCL })
-    const index = (await this.deviceIndex())!
+    const index = deviceOf(await this.s.getLinks())!.data.index!
     await this.s.setLink({ index, change: { up: true }, flags: { up: true } })
     this.log.info('created the VXLAN device', { device: VXLAN_DEVICE, local: want.local, mac: want.mac })
     return index
   }
 
-  private async underlayMtu(local: string, links: netlink.rt.LinkMessage[]): Promise<number | undefined> {
-    const addr = (await this.s.getAddresses({ family: AF_INET })).find((a) => fromBytes(a.attrs.local ?? a.attrs.address) === local)
-    const link = addr && links.find((l) => l.data.index === addr.data.index)
-    if (!link?.attrs.ifname) return undefined
-    try {
-      return Number(readFileSync(`/sys/class/net/${link.attrs.ifname}/mtu`, 'utf8'))
-    } catch {
-      return link.attrs.mtu
-    }
-  }
-
-  private async ensureAddresses(index: number, want: VxlanDevice): Promise<void> {
-    const have = (await this.s.getAddresses()).filter((a) => a.data.index === index && a.data.scope === 0)
+  private async ensureAddresses(index: number, want: VxlanDevice, addresses: netlink.rt.AddressMessage[]): Promise<void> {
+    const have = addresses.filter((a) => a.data.index === index && a.data.scope === 0)
     const haveText = new Map(have.map((a) => [fromBytes(a.attrs.local ?? a.attrs.address), a]))
     for (const text of want.addresses) {
       if (haveText.has(text)) continue

@@ -19,7 +19,7 @@ import { planRoutes, type OverlayMode, type RoutePlan } from './plan.ts'
 
 export interface RouteKernel {
   hostAddresses(): Promise<HostAddresses>
-  apply(plan: RoutePlan): Promise<RoutesApplied>
+  apply(plan: RoutePlan, host: HostAddresses): Promise<RoutesApplied>
 }
 
 export interface RouterOptions {
@@ -58,9 +58,9 @@ export class Router {
     // a node with no Node objects ever seen (manifests mode) has nothing to route
     if (!nodes.length && !this.last) return
     try {
-      const { connected } = await this.o.kernel.hostAddresses()
-      const plan = planRoutes({ self: this.o.nodeName, nodes, mode: this.o.mode, connected, last: this.last })
-      const applied = await this.o.kernel.apply(plan)
+      const host = await this.o.kernel.hostAddresses()
+      const plan = planRoutes({ self: this.o.nodeName, nodes, mode: this.o.mode, connected: host.connected, last: this.last })
+      const applied = await this.o.kernel.apply(plan, host)
       this.report(plan, applied)
       this.last = plan
       this.lastNodes = nodes
