@@ -81,7 +81,8 @@ export interface NetworkPolicy {
  */
 export interface Node {
   metadata: ObjectMeta
-  spec?: { podCIDR?: string; podCIDRs?: string[] }
+  /** podCIDRs: also the older spec.podCIDR, folded in on arrival. */
+  spec?: { podCIDRs?: string[] }
   status?: { addresses?: { type: string; address: string }[] }
 }
 

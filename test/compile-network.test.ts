@@ -62,7 +62,7 @@ t.test('no pod ranges: exactly the output of a snapshot without nodes', async (t
     ['nodes: []', withNodes([])],
     ['a node without spec', withNodes([{ metadata: { name: 'n1' } }])],
     ['a node with empty podCIDRs', withNodes([node('n1', [])])],
-    ['a node with only malformed ranges', withNodes([node('n1', ['10.244.0.0/33', 'nope']), { metadata: { name: 'n2' }, spec: { podCIDR: '' } }])],
+    ['a node with only malformed ranges', withNodes([node('n1', ['10.244.0.0/33', 'nope']), { metadata: { name: 'n2' }, spec: { podCIDRs: [''] } }])],
   ]
   for (const config of [cfg, noMasq]) {
     const want = compile(base(), config)
@@ -107,7 +107,7 @@ t.test('ranges of one family only: the other family is as before', async (t) => 
 })
 
 t.test('members: canonical, deduplicated, sorted; the order of nodes does not matter', async (t) => {
-  const nodes = [node('x', ['10.244.1.9/24', 'FD00:244:0:0::1/64']), node('y', ['10.244.1.0/24']), node('z', ['10.10.0.0/16']), { metadata: { name: 'w' }, spec: { podCIDR: '10.9.0.0/16' } }]
+  const nodes = [node('x', ['10.244.1.9/24', 'FD00:244:0:0::1/64']), node('y', ['10.244.1.0/24']), node('z', ['10.10.0.0/16']), { metadata: { name: 'w' }, spec: { podCIDRs: ['10.9.0.0/16'] } }]
   const out = compile(withNodes(nodes), cfg)
   t.strictSame(set(out.v4, 'wren4-podcidrs')?.members, ['10.10.0.0/16', '10.244.1.0/24', '10.9.0.0/16'])
   t.strictSame(set(out.v6, 'wren6-podcidrs')?.members, ['fd00:244::/64'])

@@ -243,15 +243,6 @@ const cases: Case[] = [
     want: { hold: true, routes: [], problems: [held('pod CIDR 10.244.0.0/24 overlaps Node d')] },
   },
   {
-    name: 'spec.podCIDR when spec.podCIDRs is absent or empty',
-    nodes: [
-      { ...a, spec: { podCIDR: '10.244.0.0/24' } },
-      { ...b, spec: { podCIDR: '10.244.1.0/24', podCIDRs: [] } },
-      { ...c, spec: { podCIDR: '10.244.7.0/24', podCIDRs: ['10.244.2.0/24'] } },
-    ],
-    want: { routes: [blackhole('10.244.0.0/24'), hostGw('10.244.1.0/24', '192.168.1.2'), hostGw('10.244.2.0/24', '192.168.1.3')] },
-  },
-  {
     name: 'host bits in a CIDR are normalised, in routes, gateways and device addresses',
     nodes: [node('a', ['192.168.1.1'], ['10.244.0.5/24']), node('b', ['192.168.1.2'], ['10.1.2.3/24']), node('far', ['172.16.0.5'], ['10.244.9.7/24', 'FD00:244:9:0::1/64'])],
     want: {
@@ -374,8 +365,6 @@ t.test('clusterPodCidrs: every node’s ranges, canonical, deduplicated, sorted'
     ['one range each', [b, a, c], ['10.244.0.0/24', '10.244.1.0/24', '10.244.2.0/24']],
     ['dual-stack, v4 and v6 in text order', [b6, a6], ['10.244.0.0/24', '10.244.1.0/24', 'fd00:244:1::/64', 'fd00:244::/64']],
     ['host bits cleared, duplicates merged', [node('x', [], ['10.1.2.3/24']), node('y', [], ['10.1.2.0/24']), node('z', [], ['FD00:0:0:1::5/64'])], ['10.1.2.0/24', 'fd00:0:0:1::/64']],
-    ['spec.podCIDR fallback', [{ metadata: { name: 'x' }, spec: { podCIDR: '10.9.0.0/16' } }, { metadata: { name: 'y' }, spec: { podCIDR: '10.8.0.0/16', podCIDRs: [] } }], ['10.8.0.0/16', '10.9.0.0/16']],
-    ['podCIDRs win over podCIDR', [{ metadata: { name: 'x' }, spec: { podCIDR: '10.9.0.0/16', podCIDRs: ['10.7.0.0/16'] } }], ['10.7.0.0/16']],
     ['malformed and missing ranges skipped', [node('x', [], ['10.1.0.0/33', 'nope', '10.2.0.0/16']), { metadata: { name: 'y' } }], ['10.2.0.0/16']],
   ]
   for (const [name, nodes, want] of cases) t.strictSame(clusterPodCidrs(nodes), want, name)

@@ -177,3 +177,21 @@ t.test('the same events in any order give the same snapshot', async (t) => {
   store.replaceAll('NetworkPolicy', [events[3][1]], 'kube')
   t.equal(JSON.stringify(store.snapshot()), forward, 'squashed into lists')
 })
+
+t.test('a Node keeps its pod ranges (the older spec.podCIDR folded in) and InternalIPs only', async (t) => {
+  const store = new Store()
+  const node = (name: string, spec: object, addresses: object[] = []) => ({ metadata: { name }, spec, status: { addresses, conditions: [{ type: 'Ready' }] } })
+  store.upsert('Node', node('a', { podCIDRs: ['10.244.1.0/24', 'fd00::/64'], podCIDR: '10.244.1.0/24' }, [{ type: 'InternalIP', address: '192.168.1.1' }, { type: 'Hostname', address: 'a' }]))
+  store.upsert('Node', node('b', { podCIDR: '10.244.2.0/24' }))
+  store.upsert('Node', node('c', { podCIDR: '10.244.7.0/24', podCIDRs: [] }))
+  store.upsert('Node', node('d', {}))
+  t.same(store.snapshot().nodes, [
+    { metadata: { name: 'a' }, spec: { podCIDRs: ['10.244.1.0/24', 'fd00::/64'] }, status: { addresses: [{ type: 'InternalIP', address: '192.168.1.1' }] } },
+    { metadata: { name: 'b' }, spec: { podCIDRs: ['10.244.2.0/24'] }, status: { addresses: [] } },
+    { metadata: { name: 'c' }, spec: { podCIDRs: ['10.244.7.0/24'] }, status: { addresses: [] } },
+    { metadata: { name: 'd' }, spec: {}, status: { addresses: [] } },
+  ])
+  const gen = store.generation
+  store.upsert('Node', node('d', {}, [{ type: 'Hostname', address: 'd2' }]))
+  t.equal(store.generation, gen, 'a change to what routing does not read is no change')
+})

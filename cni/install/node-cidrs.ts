@@ -6,8 +6,9 @@
 // while. So: poll readNode until the ranges are there, bounded by a deadline,
 // saying on stderr what it is waiting for, and never guess a range: on timeout
 // the caller gets an error and writes nothing.
-import type { KubeConfig, V1Node } from '@kubernetes/client-node'
+import type { KubeConfig } from '@kubernetes/client-node'
 import { podCidrProblems } from './conflist.ts'
+import { podCidrsOf } from '../../shared/pod-cidrs.ts'
 
 export interface NodeCidrOptions {
   /** A kubeconfig file, or the pod's service account when inCluster. */
@@ -21,12 +22,7 @@ export interface NodeCidrOptions {
   say: (line: string) => void
 }
 
-/** spec.podCIDRs (primary family first, as the API orders it), else the older single spec.podCIDR. */
-export function podCidrsOf(node: Pick<V1Node, 'spec'> | undefined): string[] {
-  const list = node?.spec?.podCIDRs?.filter(Boolean) ?? []
-  if (list.length) return list
-  return node?.spec?.podCIDR ? [node.spec.podCIDR] : []
-}
+export { podCidrsOf }
 
 type Outcome = { cidrs: string[] } | { waiting: string }
 

@@ -6,13 +6,12 @@
 import type { Chain, Family, Hook, IpSet } from '../dataplane/types.ts'
 import type { EnforcerConfig, Node } from '../model.ts'
 import { CHAINS, podCidrSetName, VXLAN_DEVICE } from '../../shared/names.ts'
-import { clusterPodCidrs } from '../network/plan.ts'
+import { canonicalCidrs, clusterPodCidrs } from '../network/plan.ts'
 import { DROP, inIface, inSet, MASQUERADE, notInSet, rpfilterInvert, rule } from './match.ts'
 
 /** The cluster's pod ranges of one family, sorted: nodes' ranges and the configured ones. */
 export function podRanges(nodes: readonly Node[], config: EnforcerConfig, family: Family): string[] {
-  const all = new Set([...clusterPodCidrs(nodes), ...clusterPodCidrs([{ metadata: { name: '' }, spec: { podCIDRs: config.clusterCidrs } }])])
-  return [...all].filter((c) => (c.includes(':') ? 6 : 4) === family).sort()
+  return canonicalCidrs([...clusterPodCidrs(nodes), ...config.clusterCidrs]).filter((c) => (c.includes(':') ? 6 : 4) === family)
 }
 
 export interface NetworkPart {

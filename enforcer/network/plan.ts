@@ -94,7 +94,7 @@ function view(n: Node): NodeView {
     else problems.push(`InternalIP ${JSON.stringify(a.address)} is not an IP address`)
   }
   if (!ips.length) problems.push('no InternalIP address')
-  const texts = n.spec?.podCIDRs?.length ? n.spec.podCIDRs : n.spec?.podCIDR ? [n.spec.podCIDR] : []
+  const texts = n.spec?.podCIDRs ?? []
   const cidrs: Cidr[] = []
   for (const t of texts) {
     const c = parseCidr(t)
@@ -225,13 +225,15 @@ export function planRoutes(input: PlanInput): RoutePlan {
 
 /** Every node's pod ranges (for masquerade and anti-spoofing), canonical, deduplicated, sorted. */
 export function clusterPodCidrs(nodes: readonly Node[]): string[] {
+  return canonicalCidrs(nodes.flatMap((n) => n.spec?.podCIDRs ?? []))
+}
+
+/** Parseable CIDRs with host bits cleared, deduplicated, sorted; the rest dropped. */
+export function canonicalCidrs(texts: readonly string[]): string[] {
   const out = new Set<string>()
-  for (const n of nodes) {
-    const texts = n.spec?.podCIDRs?.length ? n.spec.podCIDRs : n.spec?.podCIDR ? [n.spec.podCIDR] : []
-    for (const t of texts) {
-      const c = parseCidr(t)
-      if (c) out.add(formatCidr({ ip: networkOf(c), prefix: c.prefix }))
-    }
+  for (const t of texts) {
+    const c = parseCidr(t)
+    if (c) out.add(formatCidr({ ip: networkOf(c), prefix: c.prefix }))
   }
   return [...out].sort()
 }

@@ -8,6 +8,7 @@
 // call, which fails closed on what it cannot honour.
 import type { LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Node, ObjectMeta, Pod } from '../model.ts'
 import { stableJson } from '../../shared/stable-json.ts'
+import { podCidrsOf } from '../../shared/pod-cidrs.ts'
 
 export type Kind = 'Namespace' | 'Pod' | 'NetworkPolicy' | 'Node'
 export const KINDS: readonly Kind[] = ['Namespace', 'Pod', 'NetworkPolicy', 'Node']
@@ -145,9 +146,15 @@ function nodeBody(c: Checker, o: Record<string, any>): Omit<Node, 'metadata'> {
     return type === 'InternalIP' && address !== undefined ? { type, address } : undefined
   })
   return {
-    spec: setIf({}, { podCIDR: c.str(spec.podCIDR, 'spec.podCIDR'), podCIDRs }),
+    // the older single spec.podCIDR folded in here, so nothing downstream decides it again
+    spec: setIf({}, { podCIDRs: nodeRanges(podCIDRs, c.str(spec.podCIDR, 'spec.podCIDR')) }),
     status: setIf({}, { addresses }),
   }
+}
+
+function nodeRanges(podCIDRs: string[] | undefined, podCIDR: string | undefined): string[] | undefined {
+  const list = podCidrsOf({ spec: { podCIDRs, podCIDR } })
+  return list.length ? list : undefined
 }
 
 function policySpec(c: Checker, v: unknown): NetworkPolicy['spec'] {
