@@ -16,7 +16,9 @@
  * (shared/netns.ts).
  *
  * Model: one socket per instance, opened on first use, shared by concurrent
- * invocations (the package matches replies to requests by sequence number);
+ * invocations (the package matches replies to requests by sequence number;
+ * it groups only one multipart answer at a time, so no dump may be asked on
+ * this shared socket: every request here names one object);
  * it holds the event loop only while a request is pending. Not bundled into
  * the fallback plugin (dist/wren.cjs), which has no native addon beside it:
  * only cni/serve.ts imports this module.
